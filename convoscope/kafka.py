@@ -1,0 +1,99 @@
+"""Kafka clients built from Settings: the one place connection options are turned into aiokafka kwargs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from convoscope.settings import Settings
+from schemas.topics import Topic
+
+__all__ = ["client_options", "create_consumer", "create_producer", "ensure_topics"]
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    if not settings.kafka_bootstrap:
+        raise RuntimeError("KAFKA_BOOTSTRAP is not set (only `convoscope up` and `demo` start a broker themselves)")
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile or "") or None)
+        options["ssl_context"] = context
+    if settings.kafka_sasl_mechanism:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        )
+    return options
+
+
+def create_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    # Idempotence stays off: the embedded broker (tansu) cannot do InitProducerId, and our
+    # records carry deterministic ids so consumers deduplicate instead.
+    options: dict[str, Any] = {
+        "acks": "all",
+        "linger_ms": 2,
+        "enable_idempotence": False,
+        "max_request_size": MAX_MESSAGE_BYTES,
+        "request_timeout_ms": 30_000,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**client_options(settings), **options)
+
+
+def create_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    options: dict[str, Any] = {
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_wait_ms": 10,
+        "fetch_max_bytes": 8 * MAX_MESSAGE_BYTES,
+        "max_partition_fetch_bytes": MAX_MESSAGE_BYTES,
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 1_000,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **client_options(settings), **options)
+
+
+async def ensure_topics(settings: Settings, topics: Iterable[Topic], attempts: int = 30) -> None:
+    """Create missing topics with their declared partitions and configs. Waits for the broker."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    for attempt in range(attempts):
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(t.name, t.partitions, settings.kafka_topic_replication, topic_configs=t.config())
+            for t in topics
+            if t.name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+            log.info("created topics %s", [t.name for t in missing])
+    finally:
+        await admin.close()

@@ -1,0 +1,100 @@
+"""Every topic convoscope reads or writes, declared once.
+
+Producers, processors, sinks, the topic catalogue (docs/topics.md) and the Kubernetes
+KafkaTopic resources all come from this list. Keys are UTF-8 conversation ids, so one
+conversation stays ordered on one partition; all topics share one partition count so that
+co-partitioned topics line up (the transcriber reads progress for exactly its audio partitions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from schemas.serde import AvroSerde
+
+__all__ = [
+    "ALL_TOPICS",
+    "AUDIO_FRAMES",
+    "CONVERSATION_EVENTS",
+    "TRANSCRIPTION_PROGRESS",
+    "TRANSCRIPTS_FINAL",
+    "TRANSCRIPTS_INTERIM",
+    "Topic",
+]
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+DEFAULT_PARTITIONS = 12
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    schema_file: str
+    doc: str
+    key: str = "conversation id (UTF-8)"
+    partitions: int = DEFAULT_PARTITIONS
+    retention_ms: int = 7 * DAY_MS
+    compacted: bool = False
+    delivery: str = "at least once; deduplicate by the id field"
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def serde(self) -> AvroSerde:
+        return AvroSerde(self.schema_file)
+
+    def config(self) -> dict[str, str]:
+        """Broker-side topic configuration."""
+        config = {
+            "cleanup.policy": "compact" if self.compacted else "delete",
+            "retention.ms": str(self.retention_ms),
+        }
+        config.update(self.extra_config)
+        return config
+
+
+AUDIO_FRAMES = Topic(
+    name="convoscope.audio.frames.v1",
+    schema_file="audio_frame.avsc",
+    doc="Speaker audio, 16 kHz s16le mono, in chunks of at most ~0.1 s, then an END marker per stream.",
+    retention_ms=DAY_MS,
+    delivery="at least once; (stream_id, seq) identifies a frame",
+)
+CONVERSATION_EVENTS = Topic(
+    name="convoscope.conversation.events.v1",
+    schema_file="conversation_event.avsc",
+    doc="Conversation, member and stream lifecycle.",
+    retention_ms=30 * DAY_MS,
+    delivery="at least once; deduplicate by event_id",
+)
+TRANSCRIPTS_INTERIM = Topic(
+    name="convoscope.transcripts.interim.v1",
+    schema_file="interim_transcript.avsc",
+    doc="Provisional text of utterances still being spoken (may be skipped under load).",
+    retention_ms=HOUR_MS,
+    delivery="at most once, best effort; superseded by the final transcript",
+)
+TRANSCRIPTS_FINAL = Topic(
+    name="convoscope.transcripts.final.v1",
+    schema_file="final_transcript.avsc",
+    doc="One record per finished utterance: text, words with times, speaker.",
+    retention_ms=30 * DAY_MS,
+    delivery="at least once; deduplicate by message_id (deterministic)",
+)
+TRANSCRIPTION_PROGRESS = Topic(
+    name="convoscope.transcription.progress.v1",
+    schema_file="transcription_progress.avsc",
+    doc="Per conversation, how far each stream is finalised. Internal to the transcription workers.",
+    compacted=True,
+    retention_ms=7 * DAY_MS,
+    delivery="latest value per key",
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    AUDIO_FRAMES,
+    CONVERSATION_EVENTS,
+    TRANSCRIPTS_INTERIM,
+    TRANSCRIPTS_FINAL,
+    TRANSCRIPTION_PROGRESS,
+)
