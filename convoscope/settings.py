@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Path.home() / ".cache" / "convoscope" / "models"
 
     jwt_secret: SecretStr | None = Field(
-        default=None, description="HS256 signing key for access tokens; unset: one is generated and kept in the database."
+        default=None,
+        description="HS256 signing key for access tokens; unset: one is generated and kept in the database.",
     )
     token_ttl_s: int = Field(default=86_400, ge=60)
 
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = Field(default=None, description="Base URL clients use, e.g. https://convoscope.example.com")
     state_dir: Path = Path(".convoscope")
+
+    health_host: str = "127.0.0.1"
+    health_port: int | None = Field(default=None, ge=0, le=65535, description="Workers' /healthz, /readyz, /metrics")
 
     max_frame_bytes: int = 8192
     stop_timeout_s: float = Field(default=30.0, gt=0)

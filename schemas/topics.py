@@ -57,7 +57,10 @@ class Topic:
 AUDIO_FRAMES = Topic(
     name="convoscope.audio.frames.v1",
     schema_file="audio_frame.avsc",
-    doc="Speaker audio, 16 kHz s16le mono, in chunks of at most ~0.1 s, then an END marker per stream.",
+    doc=(
+        "Speaker audio, 16 kHz s16le mono, one record per client chunk (≤ 8192 input bytes), "
+        "then an END marker per stream."
+    ),
     retention_ms=DAY_MS,
     delivery="at least once; (stream_id, seq) identifies a frame",
 )

@@ -1,0 +1,99 @@
+"""`convoscope demo`: the whole stack on embedded defaults, a synthesized meeting streamed live, the result."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+
+import httpx
+
+from convoscope.console import LiveTranscriptPrinter
+from convoscope.embedded_broker import free_port
+from convoscope.settings import Settings
+from convoscope.stack import Stack, load_local_credentials
+from convoscope.synth import DEMO_SCRIPT, SynthesisUnavailable, build_meeting
+from producers.replay import fetch_token, stream_pcm
+
+__all__ = ["run_demo"]
+
+STORE_WAIT_S = 20.0
+
+
+async def _credentials(stack: Stack) -> tuple[str, str]:
+    credentials = stack.new_credentials or load_local_credentials(stack.settings)
+    if credentials is None:
+        from convoscope.auth import create_app
+        from convoscope.db import create_engine, session_factory
+
+        engine = create_engine(stack.settings)
+        try:
+            created = await create_app(session_factory(engine), "demo")
+        finally:
+            await engine.dispose()
+        credentials = {"appId": created.app_id, "appSecret": created.app_secret}
+    return credentials["appId"], credentials["appSecret"]
+
+
+async def _stored_messages(base_url: str, token: str, conversation_id: str, expected: int) -> list[dict]:
+    """The store sink writes asynchronously: poll until it has caught up."""
+    deadline = time.monotonic() + STORE_WAIT_S
+    messages: list[dict] = []
+    async with httpx.AsyncClient(base_url=base_url, headers={"x-api-key": token}, timeout=10) as client:
+        while time.monotonic() < deadline:
+            response = await client.get(f"/v1/conversations/{conversation_id}/messages")
+            if response.status_code == 200:
+                messages = response.json()["messages"]
+                if len(messages) >= expected:
+                    break
+            await asyncio.sleep(0.5)
+    return messages
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    try:
+        meeting = build_meeting(DEMO_SCRIPT)
+    except SynthesisUnavailable as exc:
+        print(f"error: {exc}")
+        return 2
+    settings = Settings(port=args.port if args.port is not None else free_port())
+    print("Starting convoscope: embedded Kafka-protocol broker, SQLite at", settings.database_url.split("///")[-1],
+          f"and the Whisper {settings.asr_model} model …", flush=True)
+    async with Stack(settings, quiet_children=True) as stack:
+        base_url = stack.settings.base_url()
+        app_id, app_secret = await _credentials(stack)
+        token = await fetch_token(base_url, app_id, app_secret)
+        connection_id = str(uuid.uuid4())
+        ws_url = base_url.replace("http", "ws", 1) + f"/v1/streaming/{connection_id}"
+        print(f"Stack ready at {base_url}. Streaming a {meeting.duration_s:.0f}-second meeting between "
+              f"{' and '.join(meeting.speakers)} in real time, one WebSocket connection per speaker:\n", flush=True)
+        printer = LiveTranscriptPrinter()
+        start_at = time.monotonic() + 0.5
+        results = await asyncio.gather(*[
+            stream_pcm(
+                ws_url, token, meeting.track_bytes(name),
+                speaker={"name": name, "userId": f"{name.lower()}@example.com"},
+                start_request={"config": {"meetingTitle": "Launch planning (convoscope demo)",
+                                          "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}}},
+                start_at=start_at,
+                # Every connection receives the whole conversation; print one view of it.
+                on_message=printer if index == 0 else None,
+            )
+            for index, name in enumerate(meeting.speakers)
+        ])
+        printer.close()
+        conversation_id = results[0].conversation_id
+        finals = results[0].final_messages()
+        stored = await _stored_messages(base_url, token, str(conversation_id), len(finals))
+        print(f"\nConversation {conversation_id}: {len(stored)} messages stored in the database.")
+        print(json.dumps({"id": conversation_id, "messages": [
+            {"from": m["from"].get("name"), "text": m["text"], "startTime": m["startTime"]} for m in stored
+        ]}, indent=2))
+    print(f"\nThe conversation is kept in {settings.database_url.split('///')[-1]}. Fetch it from the API "
+          f"(the token is valid for {settings.token_ttl_s // 3600} h):\n"
+          f"  .venv/bin/convoscope up --port {settings.port}   # in another terminal\n"
+          f"  curl -H 'x-api-key: {token}' \\\n"
+          f"      {base_url}/v1/conversations/{conversation_id}/messages")
+    return 0

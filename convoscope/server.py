@@ -1,0 +1,57 @@
+"""The gateway process's ASGI app: streaming WebSocket + REST API + live push, one lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+
+from convoscope.api import api_exception_handlers, api_routes
+from convoscope.auth import load_token_issuer
+from convoscope.db import create_engine, migrate, session_factory
+from convoscope.kafka import create_producer, ensure_topics
+from convoscope.services import Services
+from convoscope.settings import Settings
+from producers.websocket import streaming_routes
+from schemas.topics import ALL_TOPICS
+from sinks.live import ResultsHub
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if run_migrations:
+            await migrate(settings)
+        engine = create_engine(settings)
+        sessions = session_factory(engine)
+        tokens = await load_token_issuer(settings, sessions)
+        await ensure_topics(settings, ALL_TOPICS)
+        producer = create_producer(settings)
+        await producer.start()
+        hub = ResultsHub(settings)
+        await hub.start()
+        services = Services(settings=settings, sessions=sessions, tokens=tokens, producer=producer, hub=hub)
+        app.state.services = services
+        # The REST handlers read these three directly.
+        app.state.settings = settings
+        app.state.sessions = sessions
+        app.state.tokens = tokens
+        log.info("gateway ready on %s", settings.base_url())
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await producer.stop()
+            await engine.dispose()
+
+    return Starlette(
+        routes=[*api_routes(), *streaming_routes()],
+        exception_handlers=api_exception_handlers(),
+        lifespan=lifespan,
+    )

@@ -1,0 +1,1 @@
+"""Stream processors: consume one topic, transform, produce to others (transcription, ...)."""

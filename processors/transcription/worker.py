@@ -1,0 +1,636 @@
+"""The transcription worker: the Kafka adapter around the pure stream state, decode policy and recognizer.
+
+Consumer group ``convoscope-transcribe`` on the audio topic, manual commits. Per record: VAD + endpointing
+on the event loop (~0.3 ms per 32 ms window). One decode thread runs Whisper, picking work from
+``DecodePolicy``. Finals are published in stream order and awaited; after each acknowledgement the
+conversation's progress record is written. The committed offset of a partition never passes audio
+whose final is not acknowledged (``StreamState.hold_offset``), so a crash loses nothing: the next
+owner loads the progress topic for its partitions, re-reads from the commit and skips what is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from convoscope.health import Health
+from convoscope.kafka import create_consumer, create_producer, ensure_topics
+from convoscope.settings import Settings
+from processors.transcription.asr import Recognizer, Transcription, WhisperRecognizer
+from processors.transcription.endpointing import EndpointerConfig
+from processors.transcription.ids import message_id, stream_transcribed_event_id
+from processors.transcription.policy import (
+    DecodeJob,
+    DecodePolicy,
+    PolicyConfig,
+    mark_interim_finished,
+    mark_started,
+)
+from processors.transcription.stream_state import StreamState, Utterance
+from processors.transcription.vad import SAMPLE_RATE_HZ, ProbabilitySource, SileroStreamingVad
+from schemas.serde import SchemaError
+from schemas.topics import (
+    AUDIO_FRAMES,
+    CONVERSATION_EVENTS,
+    TRANSCRIPTION_PROGRESS,
+    TRANSCRIPTS_FINAL,
+    TRANSCRIPTS_INTERIM,
+)
+
+__all__ = [
+    "COMMIT_INTERVAL_S",
+    "GROUP_ID",
+    "STREAM_IDLE_TIMEOUT_S",
+    "TranscriptionWorker",
+    "WorkerStats",
+    "run_transcription_worker",
+]
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "convoscope-transcribe"
+COMMIT_INTERVAL_S = 1.0
+STREAM_IDLE_TIMEOUT_S = 120.0
+"""A stream with no frame for this long (its source vanished without END) is finalised and evicted."""
+POLL_TIMEOUT_MS = 20
+MAX_POLL_RECORDS = 500
+MAX_WAITING_FINALS = 64
+"""Consumption pauses while more finals than this wait for the decoder (bounded memory)."""
+PROGRESS_LOAD_TIMEOUT_S = 60.0
+YIELD_EVERY_RECORDS = 50
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class WorkerStats:
+    """What the worker measured; ``bench/transcription_worker.py`` prints it."""
+
+    final_decode_s: list[float] = field(default_factory=list)
+    interim_decode_s: list[float] = field(default_factory=list)
+    final_audio_s: list[float] = field(default_factory=list)
+    speculative_discarded: int = 0
+    finals_published: int = 0
+    interims_published: int = 0
+    audio_received_s: float = 0.0
+    confirm_to_publish_s: list[float] = field(default_factory=list)
+    """From the hangover confirming an utterance end to its final being handed to the producer."""
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: TranscriptionWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._worker._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._worker._on_assigned(set(assigned))
+
+
+class TranscriptionWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        recognizer: Recognizer,
+        *,
+        policy_config: PolicyConfig | None = None,
+        endpointer_config: EndpointerConfig | None = None,
+        vad_factory: Callable[[int], ProbabilitySource] = SileroStreamingVad,
+    ) -> None:
+        self.settings = settings
+        self.recognizer = recognizer
+        self.policy = DecodePolicy(policy_config)
+        self.endpointer_config = endpointer_config or EndpointerConfig()
+        self.vad_factory = vad_factory
+        self.stats = WorkerStats()
+        self.assigned = asyncio.Event()
+        """Set once partitions are assigned and their progress is loaded (for tests and benchmarks)."""
+        self._streams: dict[str, StreamState] = {}
+        self._stream_partition: dict[str, int] = {}
+        self._progress: dict[str, dict[str, dict[str, Any]]] = {}  # conversation → stream → progress
+        self._conversation_partition: dict[str, int] = {}
+        self._next_offset: dict[int, int] = {}
+        self._committed: dict[int, int] = {}
+        self._wake = asyncio.Event()
+        self._publish_lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper-decode")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fatal: asyncio.Future[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._progress_reader: AIOKafkaConsumer | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await ensure_topics(
+            self.settings,
+            [AUDIO_FRAMES, CONVERSATION_EVENTS, TRANSCRIPTS_INTERIM, TRANSCRIPTS_FINAL, TRANSCRIPTION_PROGRESS],
+        )
+        self._fatal = asyncio.get_running_loop().create_future()
+        self._producer = create_producer(self.settings)
+        self._progress_reader = create_consumer(self.settings)
+        self._consumer = create_consumer(self.settings, group_id=GROUP_ID, max_poll_records=MAX_POLL_RECORDS)
+        await self._producer.start()
+        workers: list[asyncio.Task[None]] = []
+        try:
+            await self._progress_reader.start()
+            await self._consumer.start()
+            self._consumer.subscribe([AUDIO_FRAMES.name], listener=_Rebalance(self))
+            workers = [
+                asyncio.create_task(self._consume_loop(), name="transcribe-consume"),
+                asyncio.create_task(self._decode_loop(), name="transcribe-decode"),
+            ]
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([*workers, stopper, self._fatal], return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            for task in done:
+                if task is not stopper and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in [*workers, *self._tasks]:
+                task.cancel()
+            await asyncio.gather(*workers, *self._tasks, return_exceptions=True)
+            with contextlib.suppress(KafkaError):
+                if self._consumer.assignment():
+                    await self._commit(self._consumer.assignment())
+            await self._consumer.stop()
+            await self._progress_reader.stop()
+            await self._producer.stop()
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _fail(self, exc: BaseException) -> None:
+        log.error("transcription worker failing: %s", exc)
+        if self._fatal is not None and not self._fatal.done():
+            self._fatal.set_exception(exc)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- partitions -----------------------------------------------------------------------------
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        partitions = sorted(tp.partition for tp in assigned)
+        log.info("assigned audio partitions %s", partitions)
+        await self._load_progress(partitions)
+        self.assigned.set()
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if not revoked:
+            return
+        log.info("revoked audio partitions %s", sorted(tp.partition for tp in revoked))
+        try:
+            await self._commit(revoked)
+        except KafkaError as exc:
+            log.warning("commit on revoke failed (the next owner re-reads more): %s", exc)
+        gone = {tp.partition for tp in revoked}
+        for stream_id in [s for s, p in self._stream_partition.items() if p in gone]:
+            self._streams.pop(stream_id, None)
+            self._stream_partition.pop(stream_id, None)
+        for conversation in [c for c, p in self._conversation_partition.items() if p in gone]:
+            self._conversation_partition.pop(conversation, None)
+            self._progress.pop(conversation, None)
+        for partition in gone:
+            self._next_offset.pop(partition, None)
+            self._committed.pop(partition, None)
+
+    async def _load_progress(self, partitions: list[int]) -> None:
+        """Read the progress partitions from the beginning to the highwater seen by fetch.
+
+        (tansu's ListOffsets/end_offsets is wrong; the fetch response's highwater is right.)
+        """
+        assert self._progress_reader is not None
+        reader = self._progress_reader
+        tps = [TopicPartition(TRANSCRIPTION_PROGRESS.name, p) for p in partitions]
+        if not tps:
+            return
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        remaining = set(tps)
+        deadline = time.monotonic() + PROGRESS_LOAD_TIMEOUT_S
+        loaded = 0
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"progress partitions {sorted(tp.partition for tp in remaining)} did not load")
+            batches = await reader.getmany(*remaining, timeout_ms=100, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    loaded += 1
+                    try:
+                        value = TRANSCRIPTION_PROGRESS.serde.deserialize(record.value)
+                    except SchemaError as exc:
+                        log.warning("skipping bad record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
+                        continue
+                    self._merge_progress(value, tp.partition)
+            for tp in list(remaining):
+                highwater = reader.highwater(tp)
+                if highwater is not None and await reader.position(tp) >= highwater:
+                    remaining.discard(tp)
+        log.info("loaded %d progress records for partitions %s", loaded, partitions)
+
+    def _merge_progress(self, value: dict[str, Any], partition: int) -> None:
+        conversation = value["conversation_id"]
+        self._conversation_partition[conversation] = partition
+        known = self._progress.setdefault(conversation, {})
+        for stream_id, progress in value["streams"].items():
+            current = known.get(stream_id)
+            if current is None:
+                known[stream_id] = dict(progress)
+                continue
+            current["finalized_until_sample"] = max(
+                current["finalized_until_sample"], progress["finalized_until_sample"]
+            )
+            current["final_count"] = max(current["final_count"], progress["final_count"])
+            current["ended"] = current["ended"] or progress["ended"]
+
+    # --- consuming ------------------------------------------------------------------------------
+
+    def _waiting_finals(self) -> int:
+        return sum(len(state.final_candidates()) for state in self._streams.values())
+
+    async def _consume_loop(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        last_commit = time.monotonic()
+        while True:
+            if self._waiting_finals() > MAX_WAITING_FINALS:
+                await asyncio.sleep(0.05)
+                continue
+            batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_POLL_RECORDS)
+            now = time.monotonic()
+            touched: dict[str, StreamState] = {}
+            handled = 0
+            for tp, records in batches.items():
+                for record in records:
+                    state = self._handle(record, now)
+                    if state is not None:
+                        touched[state.stream_id] = state
+                    handled += 1
+                    if handled % YIELD_EVERY_RECORDS == 0:
+                        await asyncio.sleep(0)  # let the decode loop hand out work meanwhile
+                if records:
+                    self._next_offset[tp.partition] = records[-1].offset + 1
+            if touched:
+                self._wake.set()
+                for state in touched.values():
+                    await self._publish_ready(state)
+                    await self._maybe_stream_transcribed(state)
+            self._evict_idle(now)
+            if now - last_commit >= COMMIT_INTERVAL_S:
+                last_commit = now
+                try:
+                    await self._commit(consumer.assignment())
+                except KafkaError as exc:
+                    log.warning("offset commit failed, retrying later: %s", exc)
+
+    def _handle(self, record: Any, now: float) -> StreamState | None:
+        try:
+            frame = AUDIO_FRAMES.serde.deserialize(record.value)
+        except SchemaError as exc:
+            log.warning("skipping bad record %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
+            return None
+        if frame["sample_rate_hz"] != SAMPLE_RATE_HZ:
+            log.warning(
+                "skipping bad record %s[%d]@%d: sample rate %d, expected %d",
+                record.topic,
+                record.partition,
+                record.offset,
+                frame["sample_rate_hz"],
+                SAMPLE_RATE_HZ,
+            )
+            return None
+        stream_id = frame["stream_id"]
+        conversation = frame["conversation_id"]
+        self._conversation_partition.setdefault(conversation, record.partition)
+        state = self._streams.get(stream_id)
+        if state is None:
+            progress = self._progress.get(conversation, {}).get(stream_id)
+            if progress is not None and progress["ended"]:
+                return None  # fully transcribed before: a replayed or duplicated frame
+            state = StreamState(
+                stream_id=stream_id,
+                conversation_id=conversation,
+                metadata={
+                    "app_id": frame["app_id"],
+                    "speaker": frame["speaker"],
+                    "stream_started_at_ms": frame["stream_started_at_ms"],
+                    "stream_offset_ms": frame["stream_offset_ms"],
+                    "language": frame["language"],
+                },
+                vad_factory=self.vad_factory,
+                finalized_until_sample=progress["finalized_until_sample"] if progress else 0,
+                final_count=progress["final_count"] if progress else 0,
+                endpointer_config=self.endpointer_config,
+            )
+            self._streams[stream_id] = state
+            self._stream_partition[stream_id] = record.partition
+        if frame["kind"] == "END":
+            state.end(record.offset, frame["start_sample"], now)
+        else:
+            pcm = np.frombuffer(frame["pcm"], dtype="<i2")
+            if len(frame["pcm"]) % 2:
+                log.warning(
+                    "skipping bad record %s[%d]@%d: odd pcm length", record.topic, record.partition, record.offset
+                )
+                return state
+            state.add_frame(record.offset, frame["start_sample"], pcm, now)
+            self.stats.audio_received_s += len(pcm) / SAMPLE_RATE_HZ
+        return state
+
+    def _evict_idle(self, now: float) -> None:
+        for stream_id, state in list(self._streams.items()):
+            if state.ended or now - state.last_frame_at < STREAM_IDLE_TIMEOUT_S:
+                continue
+            if state.open is not None:
+                log.info("stream %s idle for %.0f s: finalising", stream_id, now - state.last_frame_at)
+                state.flush_idle(now)
+                self._wake.set()
+            elif not state.utterances:
+                self._remember_progress(state)
+                del self._streams[stream_id]
+                self._stream_partition.pop(stream_id, None)
+
+    # --- decoding -------------------------------------------------------------------------------
+
+    async def _decode_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            job = self.policy.next_job(self._streams.values(), time.monotonic())
+            if job is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            state = self._streams[job.stream_id]
+            audio = state.audio(job.start_sample, job.end_sample)
+            mark_started(job)
+            started = time.monotonic()
+            result = await loop.run_in_executor(self._executor, partial(self._decode, job, audio))
+            finished = time.monotonic()
+            self.policy.record(finished, finished - started)
+            if job.kind == "interim":
+                mark_interim_finished(job)
+                self.stats.interim_decode_s.append(finished - started)
+            else:
+                self.stats.final_decode_s.append(finished - started)
+                self.stats.final_audio_s.append(len(audio) / SAMPLE_RATE_HZ)
+            if self._streams.get(job.stream_id) is not state:
+                continue  # revoked or evicted meanwhile
+            if job.kind == "final":
+                assert isinstance(result, Transcription)
+                if not state.apply_final(job.utterance, job.revision, job.end_sample, result):
+                    self.stats.speculative_discarded += 1
+                await self._publish_ready(state)
+                await self._maybe_stream_transcribed(state)
+            elif isinstance(result, str) and result:
+                await self._send_interim(state, job, result)
+
+    def _decode(self, job: DecodeJob, audio: np.ndarray) -> Transcription | str:
+        """Runs in the decode thread. A decoder error on one utterance must not wedge the stream."""
+        try:
+            if job.kind == "final":
+                return self.recognizer.transcribe_final(audio, beam_size=job.beam_size)
+            return self.recognizer.transcribe_interim(audio, max_new_tokens=job.max_new_tokens)
+        except (RuntimeError, ValueError):
+            log.exception(
+                "decoding %s [%d, %d) of stream %s failed; publishing nothing for it",
+                job.kind,
+                job.start_sample,
+                job.end_sample,
+                job.stream_id,
+            )
+            return Transcription("", (), 0.0) if job.kind == "final" else ""
+
+    # --- publishing -----------------------------------------------------------------------------
+
+    async def _send_interim(self, state: StreamState, job: DecodeJob, text: str) -> None:
+        utterance = job.utterance
+        if state.open is not utterance or utterance.revision != job.revision:
+            return  # the utterance ended meanwhile: its final supersedes this
+        assert self._producer is not None
+        meta = state.metadata
+        value = {
+            "utterance_id": message_id(state.stream_id, utterance.start_sample),
+            "conversation_id": state.conversation_id,
+            "app_id": meta["app_id"],
+            "stream_id": state.stream_id,
+            "speaker": meta["speaker"],
+            "start_sample": utterance.start_sample,
+            "end_sample": job.end_sample,
+            "stream_started_at_ms": meta["stream_started_at_ms"],
+            "stream_offset_ms": meta["stream_offset_ms"],
+            "text": text,
+            "produced_at_ms": _now_ms(),
+        }
+        try:
+            future = await self._producer.send(
+                TRANSCRIPTS_INTERIM.name,
+                TRANSCRIPTS_INTERIM.serde.serialize(value),
+                key=state.conversation_id.encode(),
+            )
+        except KafkaError as exc:
+            log.debug("interim dropped: %s", exc)  # best effort by contract
+            return
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # interims are best effort
+        self.stats.interims_published += 1
+
+    def _final_value(self, state: StreamState, utterance: Utterance) -> dict[str, Any]:
+        result = utterance.result
+        assert result is not None and utterance.end_sample is not None and utterance.index is not None
+        meta = state.metadata
+        start_ms = utterance.start_sample * 1000 / SAMPLE_RATE_HZ
+        return {
+            "message_id": message_id(state.stream_id, utterance.start_sample),
+            "conversation_id": state.conversation_id,
+            "app_id": meta["app_id"],
+            "stream_id": state.stream_id,
+            "speaker": meta["speaker"],
+            "utterance_index": utterance.index,
+            "start_sample": utterance.start_sample,
+            "end_sample": utterance.end_sample,
+            "stream_started_at_ms": meta["stream_started_at_ms"],
+            "stream_offset_ms": meta["stream_offset_ms"],
+            "text": result.text,
+            "confidence": result.confidence,
+            "words": [
+                {
+                    "word": word.word,
+                    "start_ms": round(start_ms + word.start_s * 1000),
+                    "end_ms": round(start_ms + word.end_s * 1000),
+                    "confidence": word.probability,
+                }
+                for word in result.words
+            ],
+            "language": meta["language"],
+            "model": self.recognizer.model_name,
+            "produced_at_ms": _now_ms(),
+        }
+
+    async def _publish_ready(self, state: StreamState) -> None:
+        """Send every final that may leave now, in stream order; acknowledgements are awaited apart."""
+        assert self._producer is not None
+        async with self._publish_lock:
+            while (utterance := state.next_publishable()) is not None:
+                value = self._final_value(state, utterance)
+                try:
+                    future = await self._producer.send(
+                        TRANSCRIPTS_FINAL.name,
+                        TRANSCRIPTS_FINAL.serde.serialize(value),
+                        key=state.conversation_id.encode(),
+                    )
+                except KafkaError as exc:
+                    self._fail(exc)
+                    return
+                if utterance.confirmed_at is not None:
+                    self.stats.confirm_to_publish_s.append(time.monotonic() - utterance.confirmed_at)
+                self._spawn(self._await_final_ack(state, utterance, future))
+
+    async def _await_final_ack(self, state: StreamState, utterance: Utterance, future: Any) -> None:
+        try:
+            await future
+        except KafkaError as exc:
+            # Order within the stream can no longer be kept: stop, the next owner replays from the commit.
+            self._fail(exc)
+            return
+        self.stats.finals_published += 1
+        state.mark_acked(utterance)
+        if self._streams.get(state.stream_id) is not state:
+            return  # revoked meanwhile: the new owner writes progress
+        await self._send_progress(state)
+        await self._maybe_stream_transcribed(state)
+
+    def _remember_progress(self, state: StreamState) -> None:
+        self._progress.setdefault(state.conversation_id, {})[state.stream_id] = {
+            "finalized_until_sample": state.finalized_until_sample,
+            "final_count": state.final_count,
+            "ended": state.transcribed_acked,
+        }
+
+    async def _send_progress(self, state: StreamState) -> None:
+        assert self._producer is not None
+        self._remember_progress(state)
+        conversation = state.conversation_id
+        value = {"conversation_id": conversation, "streams": self._progress[conversation]}
+        partition = self._conversation_partition.get(conversation, self._stream_partition.get(state.stream_id))
+        try:
+            async with self._publish_lock:
+                future = await self._producer.send(
+                    TRANSCRIPTION_PROGRESS.name,
+                    TRANSCRIPTION_PROGRESS.serde.serialize(value),
+                    key=conversation.encode(),
+                    partition=partition,
+                )
+            await future
+        except KafkaError as exc:
+            # Not fatal: without it a takeover re-transcribes a little; message ids stay the same.
+            log.warning("progress for %s not written: %s", conversation, exc)
+
+    async def _maybe_stream_transcribed(self, state: StreamState) -> None:
+        if not state.fully_transcribed or state.transcribed_requested:
+            return
+        state.transcribed_requested = True
+        assert self._producer is not None
+        meta = state.metadata
+        event = {
+            "event_id": stream_transcribed_event_id(state.stream_id),
+            "conversation_id": state.conversation_id,
+            "app_id": meta["app_id"],
+            "type": "STREAM_TRANSCRIBED",
+            "at_ms": _now_ms(),
+            "stream_id": state.stream_id,
+            "member": meta["speaker"],
+            "final_count": state.final_count,
+            "attributes": {"model": self.recognizer.model_name},
+        }
+        try:
+            async with self._publish_lock:
+                future = await self._producer.send(
+                    CONVERSATION_EVENTS.name,
+                    CONVERSATION_EVENTS.serde.serialize(event),
+                    key=state.conversation_id.encode(),
+                )
+            await future
+        except KafkaError as exc:
+            self._fail(exc)
+            return
+        log.info("stream %s transcribed: %d finals", state.stream_id, state.final_count)
+        state.transcribed_acked = True
+        if self._streams.get(state.stream_id) is state:
+            await self._send_progress(state)
+            del self._streams[state.stream_id]
+            self._stream_partition.pop(state.stream_id, None)
+
+    # --- commits --------------------------------------------------------------------------------
+
+    def commit_offsets(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """Per partition: min over its streams of their hold offset, else the next unread offset."""
+        offsets: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            next_offset = self._next_offset.get(tp.partition)
+            if next_offset is None:
+                continue
+            holds = [
+                hold
+                for stream_id, state in self._streams.items()
+                if self._stream_partition.get(stream_id) == tp.partition and (hold := state.hold_offset()) is not None
+            ]
+            offset = min([*holds, next_offset])
+            if offset > self._committed.get(tp.partition, -1):
+                offsets[tp] = offset
+        return offsets
+
+    async def _commit(self, partitions: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        offsets = self.commit_offsets(partitions)
+        if not offsets:
+            return
+        await self._consumer.commit(offsets)
+        for tp, offset in offsets.items():
+            self._committed[tp.partition] = offset
+        log.debug("committed %s", {tp.partition: o for tp, o in offsets.items()})
+
+
+async def run_transcription_worker(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    recognizer: Recognizer | None = None,
+    *,
+    health: Health | None = None,
+) -> None:
+    """Run the transcription worker until ``stop`` is set (forever if None). Loads the model first.
+
+    ``health`` turns ready once the model is loaded and the consumer group has assigned partitions."""
+    if recognizer is None:
+        whisper = await asyncio.to_thread(WhisperRecognizer.from_settings, settings)
+        await asyncio.to_thread(whisper.warm_up)
+        recognizer = whisper
+    log.info("transcription worker: model %s", recognizer.model_name)
+    worker = TranscriptionWorker(settings, recognizer)
+    if health is None:
+        await worker.run(stop or asyncio.Event())
+        return
+
+    async def report_ready() -> None:
+        await worker.assigned.wait()
+        health.set_ready(f"model {recognizer.model_name} loaded, partitions assigned")
+
+    reporter = asyncio.create_task(report_ready())
+    try:
+        await worker.run(stop or asyncio.Event())
+    finally:
+        reporter.cancel()

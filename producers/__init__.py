@@ -1,0 +1,1 @@
+"""Audio ingest: sources that publish audio frames and lifecycle events to Kafka."""

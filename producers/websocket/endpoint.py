@@ -1,0 +1,125 @@
+"""WebSocket routes of the Streaming API (both Symbl paths) and the read-only Subscribe API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from convoscope.auth import InvalidToken, subprotocol_token, token_from_request
+from convoscope.registry import live_conversation_id
+from convoscope.services import Services
+from producers.websocket.session import CloseCode, StreamingSession
+from sinks.live.symbl_format import message_response, recognition_result_final, recognition_result_interim
+
+__all__ = ["streaming_routes"]
+
+log = logging.getLogger(__name__)
+
+# Symbl accepts UUIDs, base64 (the Python SDK's ids end in '='), and hex strings.
+CONNECTION_ID = re.compile(r"^[A-Za-z0-9_=+\-]{1,128}$")
+
+
+async def _authenticate(websocket: WebSocket) -> tuple[str, str | None] | None:
+    """Accepts the socket and returns (app_id, connection_id), or explains the refusal and closes."""
+    services: Services = websocket.app.state.services
+    headers = {k.lower(): v for k, v in websocket.headers.items()}
+    token = token_from_request(headers, dict(websocket.query_params))
+    # Browsers can only send the token as a subprotocol; the handshake fails unless we echo it.
+    _, echoed = subprotocol_token(headers)
+    await websocket.accept(subprotocol=echoed)
+    connection_id = websocket.path_params.get("connection_id", "")
+    if token is None:
+        await _refuse(websocket, "Unauthorized", "no access token: send it as the x-api-key header, "
+                      "Authorization: Bearer, or ?access_token=")
+        return None
+    try:
+        app_id = services.tokens.verify(token)
+    except InvalidToken:
+        await _refuse(websocket, "Unauthorized", "Token validation failed for provided token.")
+        return None
+    if not CONNECTION_ID.match(connection_id):
+        await websocket.send_text(json.dumps({
+            "type": "error", "message": "Bad request",
+            "details": "connectionId must be 1-128 characters of letters, digits, '-', '_', '=' or '+'",
+        }))
+        await websocket.close(1008, "invalid connectionId")
+        return None
+    return app_id, connection_id
+
+
+async def _refuse(websocket: WebSocket, message: str, details: str) -> None:
+    await websocket.send_text(json.dumps({"type": "error", "message": message, "details": details}))
+    await websocket.close(CloseCode.UNAUTHORIZED, message)
+
+
+async def streaming_endpoint(websocket: WebSocket) -> None:
+    identity = await _authenticate(websocket)
+    if identity is None:
+        return
+    app_id, connection_id = identity
+    session = StreamingSession(websocket, websocket.app.state.services, app_id, connection_id or "")
+    await session.run()
+
+
+async def subscribe_endpoint(websocket: WebSocket) -> None:
+    """Listen-only view of a live connection: every frame the speakers' clients get, nothing sent."""
+    identity = await _authenticate(websocket)
+    if identity is None:
+        return
+    app_id, connection_id = identity
+    services: Services = websocket.app.state.services
+    conversation_id = await live_conversation_id(services.sessions, app_id, connection_id or "")
+    if conversation_id is None:
+        await websocket.send_text(json.dumps({
+            "type": "error", "message": "Not found", "details": f"no live connection {connection_id!r}",
+        }))
+        await websocket.close(1008, "unknown connectionId")
+        return
+    subscription = services.hub.subscribe(conversation_id)
+    sequence = 0
+
+    async def drain_client() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+
+    watcher = asyncio.create_task(drain_client())
+    try:
+        await websocket.send_text(json.dumps({"type": "message", "message": {
+            "type": "subscription_started", "data": {"conversationId": conversation_id}}}))
+        while not watcher.done():
+            getter = asyncio.create_task(subscription.queue.get())
+            await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break
+            kind, record = getter.result()
+            if kind == "interim":
+                await websocket.send_text(json.dumps(recognition_result_interim(record)))
+            elif kind == "final":
+                await websocket.send_text(json.dumps(recognition_result_final(record)))
+                await websocket.send_text(json.dumps(message_response(record, sequence)))
+                sequence += 1
+            elif record["type"] == "CONVERSATION_COMPLETED":
+                data = {"conversationId": conversation_id}
+                await websocket.send_text(json.dumps({"type": "message", "message": {
+                    "type": "conversation_completed", **data, "data": data}}))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        watcher.cancel()
+        services.hub.unsubscribe(subscription)
+
+
+def streaming_routes() -> list[BaseRoute]:
+    return [
+        WebSocketRoute("/v1/streaming/{connection_id}", streaming_endpoint),
+        WebSocketRoute("/v1/realtime/insights/{connection_id}", streaming_endpoint),
+        WebSocketRoute("/v1/subscribe/{connection_id}", subscribe_endpoint),
+    ]

@@ -1,0 +1,318 @@
+"""One client connection of the streaming API: the Symbl protocol state machine around our pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from convoscope.ids import member_id, new_stream_id
+from convoscope.registry import join_conversation, leave_conversation
+from convoscope.services import Services
+from producers.audio import PIPELINE_SAMPLE_RATE_HZ, AudioNormalizer
+from producers.websocket.protocol import (
+    PING,
+    PONG,
+    ModifyRequest,
+    ProtocolError,
+    StartRequest,
+    StopRequest,
+    parse_client_message,
+)
+from producers.websocket.publisher import AudioPublisher, PublishError, event_id, now_ms
+from sinks.live.hub import Subscription
+from sinks.live.symbl_format import message_response, recognition_result_final, recognition_result_interim
+
+__all__ = ["CloseCode", "StreamingSession"]
+
+log = logging.getLogger(__name__)
+
+
+class CloseCode:
+    NORMAL = 1000
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    UNAUTHORIZED = 4001
+
+
+@dataclass
+class ActiveStream:
+    """What exists between a start_request and the end of that stream."""
+
+    request: StartRequest
+    conversation_id: str
+    conversation_started_at_ms: int
+    stream_id: str
+    speaker: dict[str, Any]
+    normalizer: AudioNormalizer
+    subscription: Subscription
+    forwarder: asyncio.Task[None]
+    seq: int = 0
+    samples: int = 0
+    stream_started_at_ms: int | None = None
+
+
+class StreamingSession:
+    def __init__(self, websocket: WebSocket, services: Services, app_id: str, connection_id: str) -> None:
+        self.ws = websocket
+        self.services = services
+        self.app_id = app_id
+        self.connection_id = connection_id
+        self.publisher = AudioPublisher(services.producer)
+        self.stream: ActiveStream | None = None
+        self._send_lock = asyncio.Lock()
+        self._warned_audio_before_start = False
+        self._sequence_number = 0
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def send_json(self, body: dict[str, Any]) -> None:
+        async with self._send_lock:
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                await self.ws.send_text(json.dumps(body, separators=(",", ":")))
+
+    async def send_error(self, message: str, details: str) -> None:
+        await self.send_json({"type": "error", "message": message, "details": details})
+
+    async def close(self, code: int, reason: str = "") -> None:
+        async with self._send_lock:
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                await self.ws.close(code, reason[:120])
+
+    # -- main loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("bytes") is not None:
+                    if not await self.on_audio(message["bytes"]):
+                        break
+                elif message.get("text") is not None:
+                    if not await self.on_text(message["text"]):
+                        break
+        except WebSocketDisconnect:
+            pass
+        except PublishError as exc:
+            log.error("connection %s: %s", self.connection_id, exc)
+            await self.send_error("Service unavailable", "audio could not be stored; please retry")
+            await self.close(CloseCode.TRY_AGAIN_LATER, "audio could not be stored")
+        finally:
+            if self.stream is not None:
+                # The client vanished without stop_request: finish what it sent anyway.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.end_stream(notify_client=False))
+
+    async def on_text(self, text: str) -> bool:
+        if text.strip() == PING:
+            await self.send_json_text(PONG)
+            return True
+        try:
+            request = parse_client_message(text)
+        except ProtocolError as exc:
+            await self.send_error(exc.message, exc.details)
+            return True
+        if isinstance(request, StartRequest):
+            if self.stream is not None:
+                await self.send_error("Bad request", "a start_request is already active on this connection")
+                return True
+            await self.start(request)
+            return True
+        if isinstance(request, StopRequest):
+            if self.stream is None:
+                await self.send_error("Bad request", "stop_request without an active start_request")
+                return True
+            disconnect = self.stream.request.disconnect_on_stop
+            await self.end_stream(notify_client=True)
+            if disconnect:
+                await self.close(CloseCode.NORMAL, "stopped")
+                return False
+            return True
+        if isinstance(request, ModifyRequest):
+            if self.stream is None:
+                await self.send_error("Bad request", "modify_request without an active start_request")
+                return True
+            tail = self.stream.normalizer.flush()
+            if tail:
+                await self.publish_pcm(self.stream, tail)
+            self.stream.normalizer = AudioNormalizer(request.audio_format)
+            await self.send_json({"type": "message", "message": {"type": "session_modified", "data": {
+                "encoding": request.audio_format.encoding, "sampleRateHertz": request.audio_format.sample_rate_hz,
+            }}})
+            return True
+        return True
+
+    async def send_json_text(self, text: str) -> None:
+        async with self._send_lock:
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                await self.ws.send_text(text)
+
+    async def on_audio(self, data: bytes) -> bool:
+        if self.stream is None:
+            if not self._warned_audio_before_start:
+                self._warned_audio_before_start = True
+                await self.send_error("Bad request", "audio received before start_request; it was ignored")
+            return True
+        limit = self.services.settings.max_frame_bytes
+        if len(data) > limit:
+            await self.send_error("Bad request", f"audio frame of {len(data)} bytes exceeds the {limit}-byte limit")
+            await self.end_stream(notify_client=False)
+            await self.close(CloseCode.MESSAGE_TOO_BIG, f"audio frames must be at most {limit} bytes")
+            return False
+        pcm = self.stream.normalizer.push(data)
+        if pcm:
+            await self.publish_pcm(self.stream, pcm)
+        return True
+
+    # -- stream lifecycle ----------------------------------------------------------------------
+
+    async def start(self, request: StartRequest) -> None:
+        services = self.services
+        joined = await join_conversation(
+            services.sessions, self.app_id, self.connection_id, request.meeting_title, now_ms()
+        )
+        conversation_id = joined.conversation_id
+        stream_id = new_stream_id()
+        speaker = {
+            "id": member_id(conversation_id, request.speaker.user_id, request.speaker.name, stream_id),
+            "name": request.speaker.name,
+            "user_id": request.speaker.user_id,
+        }
+        subscription = services.hub.subscribe(conversation_id)
+        forwarder = asyncio.create_task(self.forward_results(subscription), name=f"forward-{stream_id}")
+        self.stream = ActiveStream(
+            request=request,
+            conversation_id=conversation_id,
+            conversation_started_at_ms=joined.conversation_started_at_ms,
+            stream_id=stream_id,
+            speaker=speaker,
+            normalizer=AudioNormalizer(request.audio_format),
+            subscription=subscription,
+            forwarder=forwarder,
+        )
+        at = now_ms()
+        if joined.created:
+            await self.publisher.event(self._event("CONVERSATION_STARTED", conversation_id, at,
+                                                   name=request.meeting_title, subject=conversation_id))
+        await self.publisher.event(self._event("MEMBER_JOINED", conversation_id, at, member=speaker,
+                                               subject=speaker["id"]))
+        await self.publisher.event(self._event("STREAM_STARTED", conversation_id, at, stream_id=stream_id,
+                                               member=speaker, subject=stream_id, attributes={
+                                                   "encoding": request.audio_format.encoding,
+                                                   "sample_rate_hz": str(request.audio_format.sample_rate_hz),
+                                                   "language": request.language_code,
+                                                   "insight_types": ",".join(request.insight_types),
+                                                   "trackers": json.dumps([
+                                                       {"name": t.name, "vocabulary": list(t.vocabulary)}
+                                                       for t in request.trackers
+                                                   ]),
+                                               }))
+        data = {"conversationId": conversation_id}
+        await self.send_json({"type": "message", "message": {"type": "started_listening"}})
+        await self.send_json({"type": "message", "message": {"type": "conversation_created", "data": data}})
+        await self.send_json({"type": "message", "message": {"type": "recognition_started", "data": data}})
+
+    def _event(self, event_type: str, conversation_id: str, at: int, *, subject: str,
+               stream_id: str | None = None, member: dict[str, Any] | None = None, name: str | None = None,
+               final_count: int | None = None, attributes: dict[str, str] | None = None) -> dict[str, Any]:
+        return {
+            "event_id": event_id(conversation_id, event_type, subject),
+            "conversation_id": conversation_id,
+            "app_id": self.app_id,
+            "type": event_type,
+            "at_ms": at,
+            "stream_id": stream_id,
+            "member": member,
+            "name": name,
+            "final_count": final_count,
+            "attributes": {"source": "websocket", "connection_id": self.connection_id, **(attributes or {})},
+        }
+
+    async def publish_pcm(self, stream: ActiveStream, pcm: bytes) -> None:
+        samples = len(pcm) // 2
+        if stream.stream_started_at_ms is None:
+            # Sample 0 was captured one chunk-duration before it arrived.
+            stream.stream_started_at_ms = now_ms() - samples * 1000 // PIPELINE_SAMPLE_RATE_HZ
+        await self.publisher.frame(self._frame(stream, "AUDIO", pcm))
+        stream.seq += 1
+        stream.samples += samples
+
+    def _frame(self, stream: ActiveStream, kind: str, pcm: bytes) -> dict[str, Any]:
+        started = stream.stream_started_at_ms if stream.stream_started_at_ms is not None else now_ms()
+        return {
+            "conversation_id": stream.conversation_id,
+            "app_id": self.app_id,
+            "stream_id": stream.stream_id,
+            "kind": kind,
+            "seq": stream.seq,
+            "start_sample": stream.samples,
+            "sample_rate_hz": PIPELINE_SAMPLE_RATE_HZ,
+            "pcm": pcm,
+            "speaker": stream.speaker,
+            "stream_started_at_ms": started,
+            "stream_offset_ms": max(0, started - stream.conversation_started_at_ms),
+            "language": stream.request.language_code,
+            "sent_at_ms": now_ms(),
+        }
+
+    async def end_stream(self, notify_client: bool) -> None:
+        """Finish the stream: last audio, END marker, wait for its finals, then tell the client."""
+        stream = self.stream
+        if stream is None:
+            return
+        self.stream = None
+        tail = stream.normalizer.flush()
+        if tail:
+            await self.publish_pcm(stream, tail)
+        await self.publisher.frame(self._frame(stream, "END", b""))
+        await self.publisher.drain()
+        services = self.services
+        at = now_ms()
+        await self.publisher.event(self._event("STREAM_ENDED", stream.conversation_id, at,
+                                               stream_id=stream.stream_id, member=stream.speaker,
+                                               subject=stream.stream_id))
+        if notify_client:
+            done = await stream.subscription.wait_stream_done(stream.stream_id, services.settings.stop_timeout_s)
+            if not done:
+                log.warning("stream %s: transcription did not finish within %ss", stream.stream_id,
+                            services.settings.stop_timeout_s)
+        last = await leave_conversation(
+            services.sessions, self.app_id, self.connection_id, stream.conversation_id, now_ms()
+        )
+        if last:
+            await self.publisher.event(self._event("CONVERSATION_COMPLETED", stream.conversation_id, now_ms(),
+                                                   subject=stream.conversation_id))
+        stream.forwarder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stream.forwarder
+        services.hub.unsubscribe(stream.subscription)
+        if notify_client:
+            data = {"conversationId": stream.conversation_id}
+            await self.send_json({"type": "message", "message": {
+                "type": "conversation_completed", **data, "data": data,
+            }})
+            await self.send_json({"type": "message", "message": {"type": "recognition_stopped"}})
+
+    async def forward_results(self, subscription: Subscription) -> None:
+        """Results of the whole conversation (every speaker) to this client, in arrival order."""
+        while True:
+            kind, record = await subscription.queue.get()
+            if kind == "interim":
+                await self.send_json(recognition_result_interim(record))
+            elif kind == "final":
+                await self.send_json(recognition_result_final(record))
+                await self.send_json(message_response(record, self._sequence_number))
+                self._sequence_number += 1
+                subscription.mark_delivered(record)
+            if subscription.overflowed:
+                await self.send_error("Client too slow", "results could not be delivered fast enough")
+                await self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
+                return

@@ -1,0 +1,149 @@
+"""Fans result records out to the live clients of this process.
+
+Every gateway replica reads every partition of the result topics (no consumer group): results
+are small, and a client on any replica gets its conversation's results. Records of conversations
+with no subscriber here are dropped on the spot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from convoscope.kafka import create_consumer
+from convoscope.settings import Settings
+from schemas.serde import SchemaError
+from schemas.topics import CONVERSATION_EVENTS, TRANSCRIPTS_FINAL, TRANSCRIPTS_INTERIM, Topic
+
+__all__ = ["ResultKind", "ResultsHub", "Subscription"]
+
+log = logging.getLogger(__name__)
+
+ResultKind = Literal["interim", "final", "event"]
+RESULT_TOPICS: dict[str, tuple[Topic, ResultKind]] = {
+    TRANSCRIPTS_INTERIM.name: (TRANSCRIPTS_INTERIM, "interim"),
+    TRANSCRIPTS_FINAL.name: (TRANSCRIPTS_FINAL, "final"),
+    CONVERSATION_EVENTS.name: (CONVERSATION_EVENTS, "event"),
+}
+SUBSCRIPTION_QUEUE_SIZE = 2_000
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One live client's view of one conversation. Finals are delivered once each, by message id."""
+
+    conversation_id: str
+    queue: asyncio.Queue[tuple[ResultKind, dict[str, Any]]] = field(
+        default_factory=lambda: asyncio.Queue(SUBSCRIPTION_QUEUE_SIZE)
+    )
+    overflowed: bool = False
+    _final_ids: set[str] = field(default_factory=set)
+    _finals_per_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _transcribed: dict[str, int] = field(default_factory=dict)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, kind: ResultKind, record: dict[str, Any]) -> None:
+        if kind == "final":
+            if record["message_id"] in self._final_ids:
+                return
+            self._final_ids.add(record["message_id"])
+        elif kind == "event" and record["type"] == "STREAM_TRANSCRIBED" and record["stream_id"]:
+            self._transcribed[record["stream_id"]] = int(record["final_count"] or 0)
+            self._changed.set()
+        try:
+            self.queue.put_nowait((kind, record))
+        except asyncio.QueueFull:
+            if kind == "interim":
+                return  # interims are disposable; the final supersedes them
+            self.overflowed = True
+
+    def mark_delivered(self, record: dict[str, Any]) -> None:
+        """Called by the sender once a final has been written to the socket."""
+        self._finals_per_stream[record["stream_id"]] += 1
+        self._changed.set()
+
+    def stream_done(self, stream_id: str) -> bool:
+        expected = self._transcribed.get(stream_id)
+        return expected is not None and self._finals_per_stream[stream_id] >= expected
+
+    async def wait_stream_done(self, stream_id: str, timeout_s: float) -> bool:
+        """Until the transcriber has finished the stream and all its finals went out to this client."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.stream_done(stream_id):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return True
+
+
+class ResultsHub:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        consumer = create_consumer(self._settings, group_id=None, fetch_max_wait_ms=5)
+        await consumer.start()
+        await consumer.topics()  # loads metadata so partitions are known
+        partitions = [
+            TopicPartition(name, p)
+            for name in RESULT_TOPICS
+            for p in sorted(consumer.partitions_for_topic(name) or ())
+        ]
+        consumer.assign(partitions)
+        # Only results produced from now on matter to clients connecting from now on.
+        await consumer.seek_to_end(*partitions)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name="results-hub")
+        self.ready.set()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+
+    def subscribe(self, conversation_id: str) -> Subscription:
+        subscription = Subscription(conversation_id)
+        self._subscriptions[conversation_id].add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self._subscriptions.get(subscription.conversation_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscriptions[subscription.conversation_id]
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+            for tp, records in batches.items():
+                topic, kind = RESULT_TOPICS[tp.topic]
+                for message in records:
+                    conversation_id = message.key.decode() if message.key else None
+                    if conversation_id not in self._subscriptions:
+                        continue
+                    try:
+                        record = topic.serde.deserialize(message.value)
+                    except SchemaError as exc:
+                        log.warning("skipping %s[%d]@%d: %s", tp.topic, tp.partition, message.offset, exc)
+                        continue
+                    for subscription in list(self._subscriptions.get(conversation_id, ())):
+                        subscription.offer(kind, record)

@@ -1,0 +1,239 @@
+"""The store worker: consumer group ``convoscope-store`` on conversation events and final transcripts.
+
+Each ``getmany`` batch is written in one database transaction, and its offsets are committed only after that
+transaction. While the database is unavailable the batch is retried with backoff (nothing is skipped or lost;
+a stop request leaves it uncommitted for the next owner). A record that cannot be decoded, or that the database
+refuses, is logged with ``topic[partition]@offset`` and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from convoscope.db.engine import create_engine, migrate, session_factory
+from convoscope.kafka import create_consumer
+from convoscope.settings import Settings
+from schemas.serde import SchemaError
+from schemas.topics import CONVERSATION_EVENTS, TRANSCRIPTS_FINAL, Topic
+from sinks.store.writer import StoreRecord, write_batch
+
+if TYPE_CHECKING:
+    from convoscope.health import Health
+
+__all__ = ["STORE_GROUP", "STORE_TOPICS", "decode_batch", "run_store_worker", "write_with_retry"]
+
+log = logging.getLogger(__name__)
+
+STORE_GROUP = "convoscope-store"
+STORE_TOPICS: tuple[Topic, ...] = (CONVERSATION_EVENTS, TRANSCRIPTS_FINAL)
+MAX_BATCH_RECORDS = 500
+POLL_TIMEOUT_MS = 500
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 30.0
+
+RECORDS = Counter("convoscope_store_records_total", "Records handled by the store worker", ["topic", "outcome"])
+BATCH_SECONDS = Histogram("convoscope_store_batch_seconds", "Time to store one batch, retries included")
+DB_RETRIES = Counter("convoscope_store_db_retries_total", "Database operations retried while it was unavailable")
+
+T = TypeVar("T")
+_BY_NAME = {topic.name: topic for topic in STORE_TOPICS}
+
+
+def _where(record: ConsumerRecord[bytes, bytes]) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
+def decode_batch(
+    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+) -> tuple[list[StoreRecord], dict[TopicPartition, int]]:
+    """Decoded records in fetch order, and the offsets to commit once they are stored. Undecodable records are
+    logged and left out (their offsets still count as done)."""
+    records: list[StoreRecord] = []
+    offsets: dict[TopicPartition, int] = {}
+    for tp, messages in batch.items():
+        topic = _BY_NAME.get(tp.topic)
+        for message in messages:
+            offsets[tp] = message.offset + 1
+            if topic is None:
+                log.error("skipping record from unexpected topic %s", _where(message))
+                continue
+            if message.value is None:
+                log.error("skipping record without value at %s", _where(message))
+                continue
+            try:
+                value = topic.serde.deserialize(message.value)
+            except SchemaError as exc:
+                log.error("skipping bad record at %s: %s", _where(message), exc)
+                RECORDS.labels(tp.topic, "undecodable").inc()
+                continue
+            records.append(StoreRecord(tp.topic, value, _where(message)))
+    return records, offsets
+
+
+# SQLSTATE classes/codes that mean "the database is not available right now": connection exceptions, insufficient
+# resources, operator intervention (shutdown, starting up), transaction rollbacks (deadlock, serialization),
+# invalid authorization (credentials being rotated), unknown database (not created yet), connections disallowed,
+# and a schema that is missing or older than this code (migrations pending): records must wait, not be skipped.
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40", "28", "3D"})
+TRANSIENT_SQLSTATES = frozenset({"55000", "55006", "42P01", "42703"})
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    for candidate in (exc, exc.__cause__):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str) and code:
+            return code
+    return None
+
+
+def _transient(exc: BaseException) -> bool:
+    """The database is unreachable, restarting or locked: retry later. Anything else is about the data."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError)):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc.orig, (OSError, TimeoutError)):
+        return True
+    if exc.orig is not None and isinstance(exc.orig.__cause__, (OSError, TimeoutError)):
+        return True
+    code = _sqlstate(exc.orig) if exc.orig is not None else None
+    return code is not None and (code[:2] in TRANSIENT_SQLSTATE_CLASSES or code in TRANSIENT_SQLSTATES)
+
+
+async def _sleep_unless_stopped(stop: asyncio.Event, delay_s: float) -> bool:
+    """Sleep; True if stop was requested meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), delay_s)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _retry(
+    stop: asyncio.Event, what: str, action: Callable[[], Awaitable[T]], health: Health | None = None
+) -> tuple[bool, T | None]:
+    """Run ``action`` until it does not raise a transient database error; (False, None) on stop."""
+    delay = RETRY_INITIAL_S
+    failing = False
+    while True:
+        try:
+            result = await action()
+            if failing and health is not None:
+                health.set_ready("database available again")
+            return True, result
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            if not _transient(exc):
+                raise
+            failing = True
+            DB_RETRIES.inc()
+            log.warning("%s failed (database unavailable?), retrying in %.1f s: %s", what, delay, exc)
+            if health is not None:
+                health.set_not_ready(f"database unavailable: {type(exc).__name__}")
+        if await _sleep_unless_stopped(stop, delay):
+            return False, None
+        delay = min(delay * 2, RETRY_MAX_S)
+
+
+async def _write_isolating(sessions: async_sessionmaker[AsyncSession], records: Sequence[StoreRecord]) -> None:
+    """The batch was refused: write record by record, skipping (and logging) those the database refuses."""
+    for record in records:
+        try:
+            await write_batch(sessions, [record])
+        except SQLAlchemyError as exc:
+            if _transient(exc):
+                raise
+            log.error("skipping record the database refused at %s: %s", record.where, exc)
+            RECORDS.labels(record.topic, "refused").inc()
+
+
+async def write_with_retry(
+    sessions: async_sessionmaker[AsyncSession],
+    records: Sequence[StoreRecord],
+    stop: asyncio.Event,
+    health: Health | None = None,
+) -> bool:
+    """Store ``records`` (one transaction), retrying while the database is unavailable. False only on stop."""
+
+    async def attempt() -> None:
+        try:
+            await write_batch(sessions, records)
+        except SQLAlchemyError as exc:
+            if _transient(exc):
+                raise
+            log.warning("batch of %d refused (%s); writing record by record", len(records), exc)
+            await _write_isolating(sessions, records)
+
+    done, _ = await _retry(stop, "writing a batch", attempt, health)
+    return done
+
+
+async def _start_consumer(settings: Settings, group_id: str, stop: asyncio.Event) -> AIOKafkaConsumer | None:
+    delay = RETRY_INITIAL_S
+    while not stop.is_set():
+        consumer = create_consumer(
+            settings, *(topic.name for topic in STORE_TOPICS), group_id=group_id, max_poll_records=MAX_BATCH_RECORDS
+        )
+        try:
+            await consumer.start()
+            return consumer
+        except KafkaError as exc:
+            await consumer.stop()
+            log.warning("cannot reach Kafka, retrying in %.1f s: %s", delay, exc)
+        if await _sleep_unless_stopped(stop, delay):
+            break
+        delay = min(delay * 2, RETRY_MAX_S)
+    return None
+
+
+async def run_store_worker(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    group_id: str = STORE_GROUP,
+    health: Health | None = None,
+) -> None:
+    """Consume until ``stop`` is set (or the task is cancelled). Migrates the schema first (safe to race).
+    ``health`` turns ready once the consumer has started, and not ready while the database is unavailable."""
+    stop = stop or asyncio.Event()
+    migrated, _ = await _retry(stop, "migrating the database", lambda: migrate(settings), health)
+    if not migrated:
+        return
+    engine = create_engine(settings)
+    sessions = session_factory(engine)
+    consumer = await _start_consumer(settings, group_id, stop)
+    try:
+        if consumer is None:
+            return
+        log.info("store worker consuming %s as %s", [t.name for t in STORE_TOPICS], group_id)
+        if health is not None:
+            health.set_ready("consuming")
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH_RECORDS)
+            if not batch:
+                continue
+            records, offsets = decode_batch(batch)
+            started = time.perf_counter()
+            if records and not await write_with_retry(sessions, records, stop, health):
+                break  # stopping while the database is down: leave the batch uncommitted
+            BATCH_SECONDS.observe(time.perf_counter() - started)
+            for record in records:
+                RECORDS.labels(record.topic, "stored").inc()
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:
+                # Lost the partitions in a rebalance: the new owner re-reads, and the writes are idempotent.
+                log.warning("offset commit failed, records will be re-read: %s", exc)
+    finally:
+        if consumer is not None:
+            await consumer.stop()
+        await engine.dispose()

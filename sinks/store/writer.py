@@ -1,0 +1,209 @@
+"""Records to rows: idempotent upserts, no Kafka. The worker (``sinks.store.worker``) feeds it decoded batches.
+
+Rules (docs/architecture.md, "Delivery guarantees"):
+- CONVERSATION_STARTED upserts the conversation (name, start); a final transcript that arrives first creates it
+  (start = stream start - stream offset), without overwriting what an event already set.
+- CONVERSATION_COMPLETED sets end_ms to the latest completion seen.
+- MEMBER_JOINED and every final upsert the speaker as a member.
+- Finals insert a message ON CONFLICT DO NOTHING by message id, and are dropped when their stream already has a
+  stored message ending at or after their end (a fragment replayed after a crash).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import case, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from convoscope.db.engine import dialect_insert
+from convoscope.db.models import Conversation, Member, Message
+from schemas.topics import CONVERSATION_EVENTS, TRANSCRIPTS_FINAL
+
+__all__ = [
+    "SAMPLES_PER_MS",
+    "SAMPLE_RATE_HZ",
+    "StoreRecord",
+    "WriteStats",
+    "apply_record",
+    "message_row",
+    "write_batch",
+]
+
+SAMPLE_RATE_HZ = 16_000
+SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000
+CONVERSATION_TYPE = "meeting"
+
+_conversations = Conversation.__table__
+_members = Member.__table__
+_messages = Message.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecord:
+    """A decoded record and where it came from (``topic[partition]@offset``, for logs)."""
+
+    topic: str
+    value: dict[str, Any]
+    where: str = ""
+
+
+@dataclass(slots=True)
+class WriteStats:
+    conversations: int = 0
+    members: int = 0
+    messages: int = 0
+    dropped_replays: int = 0
+    ignored: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+def message_row(final: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """The ``messages`` row of a FinalTranscript value. Words get absolute times and conversation offsets."""
+    started_ms = int(final["stream_started_at_ms"])
+    offset_ms = int(final["stream_offset_ms"])
+    start_sample, end_sample = int(final["start_sample"]), int(final["end_sample"])
+    words = [
+        {
+            "word": word["word"],
+            "start_ms": started_ms + int(word["start_ms"]),
+            "end_ms": started_ms + int(word["end_ms"]),
+            "time_offset_s": (offset_ms + int(word["start_ms"])) / 1000,
+            "score": round(float(word["confidence"]), 4),
+        }
+        for word in final.get("words") or []
+    ]
+    return {
+        "id": final["message_id"],
+        "conversation_id": final["conversation_id"],
+        "app_id": final["app_id"],
+        "stream_id": final["stream_id"],
+        "member_id": final["speaker"]["id"],
+        "text": final["text"],
+        "start_ms": started_ms + start_sample // SAMPLES_PER_MS,
+        "end_ms": started_ms + end_sample // SAMPLES_PER_MS,
+        "time_offset_s": offset_ms / 1000 + start_sample / SAMPLE_RATE_HZ,
+        "duration_s": (end_sample - start_sample) / SAMPLE_RATE_HZ,
+        "start_sample": start_sample,
+        "end_sample": end_sample,
+        "utterance_index": int(final["utterance_index"]),
+        "confidence": float(final["confidence"]),
+        "words": words,
+        "language": final.get("language") or "en-US",
+        "created_at_ms": now_ms,
+    }
+
+
+async def _upsert_member(session: AsyncSession, conversation_id: str, speaker: dict[str, Any]) -> None:
+    insert = dialect_insert(session, _members).values(
+        conversation_id=conversation_id, id=speaker["id"], name=speaker.get("name"), user_id=speaker.get("user_id")
+    )
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["conversation_id", "id"],
+            set_={
+                "name": func.coalesce(insert.excluded.name, _members.c.name),
+                "user_id": func.coalesce(insert.excluded.user_id, _members.c.user_id),
+            },
+        )
+    )
+
+
+def _conversation_values(conversation_id: str, app_id: str, start_ms: int, **extra: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": conversation_id,
+        "app_id": app_id,
+        "name": None,
+        "type": CONVERSATION_TYPE,
+        "start_ms": start_ms,
+        "end_ms": None,
+        "metadata": {},
+    }
+    values.update(extra)
+    return values
+
+
+async def _apply_event(session: AsyncSession, event: dict[str, Any], stats: WriteStats) -> None:
+    kind = event["type"]
+    conversation_id, app_id, at_ms = event["conversation_id"], event["app_id"], int(event["at_ms"])
+    if kind == "CONVERSATION_STARTED":
+        insert = dialect_insert(session, _conversations).values(
+            _conversation_values(conversation_id, app_id, at_ms, name=event.get("name"))
+        )
+        await session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["id"],
+                set_={
+                    "name": func.coalesce(insert.excluded.name, _conversations.c.name),
+                    "start_ms": insert.excluded.start_ms,
+                },
+            )
+        )
+        stats.conversations += 1
+    elif kind == "CONVERSATION_COMPLETED":
+        insert = dialect_insert(session, _conversations).values(
+            _conversation_values(conversation_id, app_id, at_ms, end_ms=at_ms)
+        )
+        current = _conversations.c.end_ms
+        latest = case(
+            (current.is_(None), insert.excluded.end_ms),
+            (current < insert.excluded.end_ms, insert.excluded.end_ms),
+            else_=current,
+        )
+        await session.execute(insert.on_conflict_do_update(index_elements=["id"], set_={"end_ms": latest}))
+        stats.conversations += 1
+    elif kind == "MEMBER_JOINED" and event.get("member"):
+        await _upsert_member(session, conversation_id, event["member"])
+        stats.members += 1
+    else:
+        stats.ignored += 1
+
+
+async def _apply_final(session: AsyncSession, final: dict[str, Any], now_ms: int, stats: WriteStats) -> None:
+    row = message_row(final, now_ms)
+    conversation_id = row["conversation_id"]
+    start_ms = int(final["stream_started_at_ms"]) - int(final["stream_offset_ms"])
+    conversation = dialect_insert(session, _conversations).values(
+        _conversation_values(conversation_id, row["app_id"], start_ms)
+    )
+    await session.execute(conversation.on_conflict_do_nothing(index_elements=["id"]))
+    await _upsert_member(session, conversation_id, final["speaker"])
+    replayed = await session.scalar(
+        select(exists().where(_messages.c.stream_id == row["stream_id"], _messages.c.end_sample >= row["end_sample"]))
+    )
+    if replayed:
+        stats.dropped_replays += 1
+        return
+    insert = dialect_insert(session, _messages).values(row)
+    await session.execute(insert.on_conflict_do_nothing(index_elements=["id"]))
+    stats.messages += 1
+
+
+async def apply_record(session: AsyncSession, record: StoreRecord, now_ms: int, stats: WriteStats) -> None:
+    """Apply one record inside the caller's transaction."""
+    if record.topic == CONVERSATION_EVENTS.name:
+        kind = str(record.value.get("type"))
+        stats.by_type[kind] = stats.by_type.get(kind, 0) + 1
+        await _apply_event(session, record.value, stats)
+    elif record.topic == TRANSCRIPTS_FINAL.name:
+        stats.by_type["FINAL"] = stats.by_type.get("FINAL", 0) + 1
+        await _apply_final(session, record.value, now_ms, stats)
+    else:
+        stats.ignored += 1
+
+
+async def write_batch(
+    sessions: async_sessionmaker[AsyncSession],
+    records: Sequence[StoreRecord] | Iterable[StoreRecord],
+    now_ms: int | None = None,
+) -> WriteStats:
+    """Apply records in order in one transaction: all of them or none."""
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    stats = WriteStats()
+    async with sessions.begin() as session:
+        for record in records:
+            await apply_record(session, record, now_ms, stats)
+    return stats

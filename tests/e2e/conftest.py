@@ -1,0 +1,126 @@
+"""A whole convoscope stack (embedded broker, workers and gateway as real processes) for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from convoscope.embedded_broker import free_port
+from convoscope.settings import Settings
+from convoscope.stack import Stack
+from convoscope.synth import DEMO_SCRIPT, Meeting, SynthesisUnavailable, build_meeting
+from producers.replay import StreamResult, fetch_token, stream_pcm
+
+MEETING_TITLE = "Launch planning"
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    app_id: str
+    app_secret: str
+    token: str
+
+    @property
+    def base_url(self) -> str:
+        return self.stack.settings.base_url()
+
+    def ws_url(self, connection_id: str, path: str = "/v1/streaming/") -> str:
+        return self.base_url.replace("http", "ws", 1) + path + connection_id
+
+    def api(self, token: str | None = None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, headers={"x-api-key": token or self.token}, timeout=15)
+
+    async def stream_meeting(self, meeting: Meeting, connection_id: str | None = None, **kwargs: Any
+                             ) -> list[StreamResult]:
+        """One WebSocket connection per speaker, all on one clock, in real time."""
+        connection_id = connection_id or str(uuid.uuid4())
+        start_at = time.monotonic() + 0.5
+        return list(await asyncio.gather(*[
+            stream_pcm(
+                self.ws_url(connection_id), self.token, meeting.track_bytes(name),
+                speaker={"name": name, "userId": f"{name.lower()}@example.com"},
+                start_request={"config": {"meetingTitle": MEETING_TITLE,
+                                          "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}}},
+                start_at=start_at, **kwargs,
+            )
+            for name in meeting.speakers
+        ]))
+
+    async def stored_messages(self, conversation_id: str, expected: int, timeout_s: float = 30.0,
+                              verbose: bool = False) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        messages: list[dict[str, Any]] = []
+        async with self.api() as client:
+            while time.monotonic() < deadline:
+                response = await client.get(f"/v1/conversations/{conversation_id}/messages",
+                                            params={"verbose": "true"} if verbose else None)
+                if response.status_code == 200:
+                    messages = response.json()["messages"]
+                    if len(messages) >= expected:
+                        return messages
+                await asyncio.sleep(0.5)
+        return messages
+
+
+@pytest.fixture(scope="session")
+def meeting() -> Meeting:
+    try:
+        return build_meeting(DEMO_SCRIPT)
+    except SynthesisUnavailable as exc:
+        pytest.fail(f"speech synthesis is required for the end-to-end tests: {exc}")
+
+
+async def start_stack(state_dir: Path, database_url: str) -> RunningStack:
+    settings = Settings(port=free_port(), state_dir=state_dir, database_url=database_url)
+    stack = Stack(settings, quiet_children=True)
+    await stack.start()
+    assert stack.new_credentials is not None
+    app_id, app_secret = stack.new_credentials["appId"], stack.new_credentials["appSecret"]
+    token = await fetch_token(stack.settings.base_url(), app_id, app_secret)
+    return RunningStack(stack, app_id, app_secret, token)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningStack]:
+    state_dir = tmp_path_factory.mktemp("stack-sqlite")
+    running = await start_stack(state_dir, f"sqlite+aiosqlite:///{state_dir}/convoscope.db")
+    try:
+        yield running
+    finally:
+        await running.stack.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def postgres_database() -> AsyncIterator[str]:
+    asyncpg = pytest.importorskip("asyncpg")
+    name = f"convoscope_e2e_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def postgres_stack(tmp_path_factory: pytest.TempPathFactory, postgres_database: str
+                         ) -> AsyncIterator[RunningStack]:
+    running = await start_stack(tmp_path_factory.mktemp("stack-postgres"), postgres_database)
+    try:
+        yield running
+    finally:
+        await running.stack.stop()

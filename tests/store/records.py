@@ -1,0 +1,71 @@
+"""Topic record values for tests, shaped exactly as the Avro schemas want them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+SAMPLE_RATE_HZ = 16_000
+NAMESPACE = uuid.UUID("6f1c7f0e-8f5b-4f43-9d2c-0c0a7c6e7b11")
+
+
+def speaker(conversation_id: str, name: str | None, user_id: str | None = None, stream_id: str = "") -> dict[str, Any]:
+    key = user_id or name or stream_id
+    return {"id": str(uuid.uuid5(NAMESPACE, f"{conversation_id}/{key}")), "name": name, "user_id": user_id}
+
+
+def event(kind: str, conversation_id: str, app_id: str, at_ms: int, **fields: Any) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "event_id": f"{conversation_id}/{kind}/{fields.get('stream_id') or ''}/{at_ms}",
+        "conversation_id": conversation_id,
+        "app_id": app_id,
+        "type": kind,
+        "at_ms": at_ms,
+        "stream_id": None,
+        "member": None,
+        "name": None,
+        "final_count": None,
+        "attributes": {},
+    }
+    value.update(fields)
+    return value
+
+
+def final(
+    conversation_id: str,
+    app_id: str,
+    stream_id: str,
+    who: dict[str, Any],
+    index: int,
+    start_sample: int,
+    end_sample: int,
+    text: str,
+    started_at_ms: int,
+    offset_ms: int = 0,
+) -> dict[str, Any]:
+    """Words share the utterance evenly; times in ms from the stream start."""
+    tokens = text.split()
+    start_ms, end_ms = start_sample * 1000 // SAMPLE_RATE_HZ, end_sample * 1000 // SAMPLE_RATE_HZ
+    step = (end_ms - start_ms) // max(len(tokens), 1)
+    words = [
+        {"word": token, "start_ms": start_ms + i * step, "end_ms": start_ms + (i + 1) * step, "confidence": 0.9}
+        for i, token in enumerate(tokens)
+    ]
+    return {
+        "message_id": str(uuid.uuid5(NAMESPACE, f"{stream_id}/{start_sample}")),
+        "conversation_id": conversation_id,
+        "app_id": app_id,
+        "stream_id": stream_id,
+        "speaker": who,
+        "utterance_index": index,
+        "start_sample": start_sample,
+        "end_sample": end_sample,
+        "stream_started_at_ms": started_at_ms,
+        "stream_offset_ms": offset_ms,
+        "text": text,
+        "confidence": 0.875,
+        "words": words,
+        "language": "en-US",
+        "model": "test",
+        "produced_at_ms": started_at_ms + end_ms + 500,
+    }
