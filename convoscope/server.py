@@ -7,10 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from convoscope.api import api_exception_handlers, api_routes
 from convoscope.auth import load_token_issuer
 from convoscope.db import create_engine, migrate, session_factory
+from convoscope.health import metrics_response
 from convoscope.kafka import create_producer, ensure_topics
 from convoscope.services import Services
 from convoscope.settings import Settings
@@ -51,7 +53,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
             await engine.dispose()
 
     return Starlette(
-        routes=[*api_routes(), *streaming_routes()],
+        routes=[*api_routes(), *streaming_routes(), Route("/metrics", metrics_response)],
         exception_handlers=api_exception_handlers(),
         lifespan=lifespan,
     )

@@ -32,7 +32,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 if [[ "$want_test" == "test" ]]; then
-  .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q -e '.[test,base-model]' 2>&1 | grep -v "is ignored" || true
 else
   .venv/bin/python -m pip install -q -e . 2>&1 | grep -v "is ignored" || true
 fi

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge, Histogram
 
 from convoscope.health import Health
 from convoscope.kafka import create_consumer, create_producer, ensure_topics
@@ -75,18 +77,42 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+STATS_WINDOW = 10_000  # recent samples kept for benchmarks; Prometheus has the long-run view
+
+DECODE_SECONDS = Histogram(
+    "convoscope_transcribe_decode_seconds", "Whisper decode time per call", ["kind"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0),
+)
+FINAL_DELAY_SECONDS = Histogram(
+    "convoscope_transcribe_final_delay_seconds",
+    "From the end of an utterance (wall clock of its last sample) to its final being acknowledged by the broker",
+    buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+)
+FINALS = Counter("convoscope_transcribe_finals_total", "Final transcripts published")
+INTERIMS = Counter("convoscope_transcribe_interims_total", "Interim transcripts published")
+SPECULATIVE_DISCARDED = Counter(
+    "convoscope_transcribe_speculative_discarded_total", "Speculative finals thrown away because speech resumed"
+)
+AUDIO_SECONDS = Counter("convoscope_transcribe_audio_seconds_total", "Audio consumed, in seconds")
+ACTIVE_STREAMS = Gauge("convoscope_transcribe_active_streams", "Streams this worker holds state for")
+
+
+def _window() -> deque[float]:
+    return deque(maxlen=STATS_WINDOW)
+
+
 @dataclass
 class WorkerStats:
-    """What the worker measured; ``bench/transcription_worker.py`` prints it."""
+    """What the worker measured recently; ``bench/transcription_worker.py`` prints it."""
 
-    final_decode_s: list[float] = field(default_factory=list)
-    interim_decode_s: list[float] = field(default_factory=list)
-    final_audio_s: list[float] = field(default_factory=list)
+    final_decode_s: deque[float] = field(default_factory=_window)
+    interim_decode_s: deque[float] = field(default_factory=_window)
+    final_audio_s: deque[float] = field(default_factory=_window)
     speculative_discarded: int = 0
     finals_published: int = 0
     interims_published: int = 0
     audio_received_s: float = 0.0
-    confirm_to_publish_s: list[float] = field(default_factory=list)
+    confirm_to_publish_s: deque[float] = field(default_factory=_window)
     """From the hangover confirming an utterance end to its final being handed to the producer."""
 
 
@@ -120,6 +146,7 @@ class TranscriptionWorker:
         self.assigned = asyncio.Event()
         """Set once partitions are assigned and their progress is loaded (for tests and benchmarks)."""
         self._streams: dict[str, StreamState] = {}
+        ACTIVE_STREAMS.set_function(lambda: len(self._streams))
         self._stream_partition: dict[str, int] = {}
         self._progress: dict[str, dict[str, dict[str, Any]]] = {}  # conversation → stream → progress
         self._conversation_partition: dict[str, int] = {}
@@ -351,6 +378,7 @@ class TranscriptionWorker:
                 return state
             state.add_frame(record.offset, frame["start_sample"], pcm, now)
             self.stats.audio_received_s += len(pcm) / SAMPLE_RATE_HZ
+            AUDIO_SECONDS.inc(len(pcm) / SAMPLE_RATE_HZ)
         return state
 
     def _evict_idle(self, now: float) -> None:
@@ -383,6 +411,7 @@ class TranscriptionWorker:
             result = await loop.run_in_executor(self._executor, partial(self._decode, job, audio))
             finished = time.monotonic()
             self.policy.record(finished, finished - started)
+            DECODE_SECONDS.labels(job.kind).observe(finished - started)
             if job.kind == "interim":
                 mark_interim_finished(job)
                 self.stats.interim_decode_s.append(finished - started)
@@ -395,6 +424,7 @@ class TranscriptionWorker:
                 assert isinstance(result, Transcription)
                 if not state.apply_final(job.utterance, job.revision, job.end_sample, result):
                     self.stats.speculative_discarded += 1
+                    SPECULATIVE_DISCARDED.inc()
                 await self._publish_ready(state)
                 await self._maybe_stream_transcribed(state)
             elif isinstance(result, str) and result:
@@ -448,6 +478,7 @@ class TranscriptionWorker:
             return
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # interims are best effort
         self.stats.interims_published += 1
+        INTERIMS.inc()
 
     def _final_value(self, state: StreamState, utterance: Utterance) -> dict[str, Any]:
         result = utterance.result
@@ -508,6 +539,10 @@ class TranscriptionWorker:
             self._fail(exc)
             return
         self.stats.finals_published += 1
+        FINALS.inc()
+        if utterance.end_sample is not None:
+            ended_at_ms = state.metadata["stream_started_at_ms"] + utterance.end_sample * 1000 / SAMPLE_RATE_HZ
+            FINAL_DELAY_SECONDS.observe(max(0.0, (_now_ms() - ended_at_ms) / 1000))
         state.mark_acked(utterance)
         if self._streams.get(state.stream_id) is not state:
             return  # revoked meanwhile: the new owner writes progress

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from convoscope.ids import member_id, new_stream_id
@@ -31,6 +32,16 @@ from sinks.live.symbl_format import message_response, recognition_result_final, 
 __all__ = ["CloseCode", "StreamingSession"]
 
 log = logging.getLogger(__name__)
+
+ACTIVE_STREAMS = Gauge("convoscope_gateway_active_streams", "Streams between start_request and their end")
+AUDIO_BYTES = Counter("convoscope_gateway_audio_bytes_total", "Audio bytes accepted from clients")
+CLIENT_ERRORS = Counter("convoscope_gateway_client_errors_total", "Error messages sent to clients", ["message"])
+RESULTS_SENT = Counter("convoscope_gateway_results_sent_total", "Results pushed to live clients", ["kind"])
+FINAL_DELIVERY_SECONDS = Histogram(
+    "convoscope_gateway_final_delivery_seconds",
+    "From the end of an utterance (wall clock of its last sample) to its final message leaving for the client",
+    buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+)
 
 
 class CloseCode:
@@ -78,6 +89,7 @@ class StreamingSession:
                 await self.ws.send_text(json.dumps(body, separators=(",", ":")))
 
     async def send_error(self, message: str, details: str) -> None:
+        CLIENT_ERRORS.labels(message).inc()
         await self.send_json({"type": "error", "message": message, "details": details})
 
     async def close(self, code: int, reason: str = "") -> None:
@@ -167,6 +179,7 @@ class StreamingSession:
             await self.end_stream(notify_client=False)
             await self.close(CloseCode.MESSAGE_TOO_BIG, f"audio frames must be at most {limit} bytes")
             return False
+        AUDIO_BYTES.inc(len(data))
         pcm = self.stream.normalizer.push(data)
         if pcm:
             await self.publish_pcm(self.stream, pcm)
@@ -198,6 +211,7 @@ class StreamingSession:
             subscription=subscription,
             forwarder=forwarder,
         )
+        ACTIVE_STREAMS.inc()
         at = now_ms()
         if joined.created:
             await self.publisher.event(self._event("CONVERSATION_STARTED", conversation_id, at,
@@ -269,6 +283,7 @@ class StreamingSession:
         if stream is None:
             return
         self.stream = None
+        ACTIVE_STREAMS.dec()
         tail = stream.normalizer.flush()
         if tail:
             await self.publish_pcm(stream, tail)
@@ -307,11 +322,15 @@ class StreamingSession:
             kind, record = await subscription.queue.get()
             if kind == "interim":
                 await self.send_json(recognition_result_interim(record))
+                RESULTS_SENT.labels("interim").inc()
             elif kind == "final":
                 await self.send_json(recognition_result_final(record))
                 await self.send_json(message_response(record, self._sequence_number))
                 self._sequence_number += 1
                 subscription.mark_delivered(record)
+                RESULTS_SENT.labels("final").inc()
+                ended_at_ms = record["stream_started_at_ms"] + record["end_sample"] * 1000 // PIPELINE_SAMPLE_RATE_HZ
+                FINAL_DELIVERY_SECONDS.observe(max(0.0, (now_ms() - ended_at_ms) / 1000))
             if subscription.overflowed:
                 await self.send_error("Client too slow", "results could not be delivered fast enough")
                 await self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
