@@ -27,7 +27,7 @@ def _configure_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("aiokafka", "kafka", "httpx", "faster_whisper"):
+    for noisy in ("aiokafka", "kafka", "httpx", "faster_whisper", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -122,8 +122,10 @@ def cmd_apps(args: argparse.Namespace) -> int:
                 credentials = await create_app(sessions, args.name)
                 print(json.dumps({"appId": credentials.app_id, "appSecret": credentials.app_secret}))
             else:
+                from sinks.live.symbl_format import iso_ms
+
                 for app in await list_apps(sessions):
-                    print(json.dumps(app))
+                    print(json.dumps({"appId": app.app_id, "name": app.name, "createdAt": iso_ms(app.created_at_ms)}))
         finally:
             await engine.dispose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import time
 import uuid
 
@@ -53,6 +54,8 @@ async def _stored_messages(base_url: str, token: str, conversation_id: str, expe
 
 
 async def run_demo(args: argparse.Namespace) -> int:
+    # The demo's output is the transcript: keep start-up chatter (migrations, topics) out of it.
+    logging.getLogger().setLevel(logging.WARNING)
     try:
         meeting = build_meeting(DEMO_SCRIPT)
     except SynthesisUnavailable as exc:

@@ -15,6 +15,7 @@ import websockets
 __all__ = ["ReceivedMessage", "StreamError", "StreamResult", "fetch_token", "stream_pcm"]
 
 DEFAULT_CHUNK_MS = 100
+MAX_FRAME_BYTES = 8192  # the streaming API's limit per binary frame
 
 
 class StreamError(RuntimeError):
@@ -64,6 +65,7 @@ async def stream_pcm(
     pcm: bytes,
     *,
     sample_rate_hz: int = 16_000,
+    bytes_per_sample: int = 2,
     speaker: dict[str, str] | None = None,
     start_request: dict[str, Any] | None = None,
     chunk_ms: int = DEFAULT_CHUNK_MS,
@@ -72,7 +74,9 @@ async def stream_pcm(
     on_message: Callable[[ReceivedMessage], None] | None = None,
     stop_timeout_s: float = 60.0,
 ) -> StreamResult:
-    """Stream LINEAR16 ``pcm`` to ``ws_url`` (…/v1/streaming/{connectionId}) and return what came back.
+    """Stream ``pcm`` (LINEAR16 unless ``start_request`` says otherwise) to ``ws_url`` (…/v1/streaming/{id}).
+
+    Frames carry ``chunk_ms`` of audio, fewer if that would exceed the API's 8192-byte frame limit.
 
     ``start_at`` (a ``time.monotonic()`` value) lines several concurrent streams up on one clock.
     """
@@ -118,16 +122,18 @@ async def stream_pcm(
             waiter.cancel()
             raise StreamError("no recognition_started within 30 s")
 
-        chunk_bytes = sample_rate_hz * 2 * chunk_ms // 1000
+        bytes_per_second = sample_rate_hz * bytes_per_sample
+        chunk_bytes = min(MAX_FRAME_BYTES, bytes_per_second * chunk_ms // 1000)
+        chunk_bytes -= chunk_bytes % bytes_per_sample
         if start_at is not None:
             await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         else:
             clock_origin = time.monotonic()
         result.audio_origin_epoch_s = time.time() - (time.monotonic() - clock_origin)
-        for index, offset in enumerate(range(0, len(pcm), chunk_bytes)):
+        for offset in range(0, len(pcm), chunk_bytes):
             if realtime:
                 # The chunk is sent once the audio in it has been "spoken".
-                due = clock_origin + (index + 1) * chunk_ms / 1000
+                due = clock_origin + min(len(pcm), offset + chunk_bytes) / bytes_per_second
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
             await ws.send(pcm[offset : offset + chunk_bytes])
         await ws.send(json.dumps({"type": "stop_request"}))

@@ -31,6 +31,12 @@ async def test_apps_create_prints_symbl_style_credentials(sqlite_stack: RunningS
     assert code == 0, err
     credentials = json.loads(out)
     assert len(credentials["appId"]) == 64 and len(credentials["appSecret"]) == 128
+    code, out, err = await _convoscope("apps", "list", env=sqlite_stack.stack.env, cwd=tmp_path)
+    assert code == 0, err
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert {"appId": credentials["appId"], "name": "crm"}.items() <= next(
+        app for app in listed if app["appId"] == credentials["appId"]).items()
+    assert all("appSecret" not in app for app in listed), "secrets are never shown again"
 
 
 async def test_stream_replays_a_wav_file_and_prints_the_transcript(
