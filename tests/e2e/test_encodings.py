@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import uuid
@@ -39,9 +40,10 @@ def _mulaw_8k(samples: np.ndarray) -> bytes:
 @pytest.mark.parametrize(
     ("encoding", "rate", "max_wer"),
     [
-        ("LINEAR16", 8_000, 0.2),
+        # 8 kHz audio (telephone bandwidth) costs Whisper tiny.en 2-3x its WER (platform notes §2: 20-28 % on
+        # synthetic speech), so 0.3 there; wrong decoding or resampling garbles nearly every word.
+        ("LINEAR16", 8_000, 0.3),
         ("LINEAR16", 48_000, 0.15),
-        # Telephone µ-law costs Whisper tiny.en 2-3x its WER (platform notes §2); 0.3 still catches broken decoding.
         ("MULAW", 8_000, 0.3),
     ],
 )
@@ -54,7 +56,8 @@ async def test_encoding_is_transcribed(sqlite_stack: RunningStack, meeting: Meet
         audio, bytes_per_sample = soxr.resample(samples, 16_000, rate).astype("<i2").tobytes(), 2
     result = await stream_pcm(
         sqlite_stack.ws_url(str(uuid.uuid4())), sqlite_stack.token, audio, sample_rate_hz=rate,
-        bytes_per_sample=bytes_per_sample, speaker={"name": "Caller"}, realtime=False,
+        # Real time, as a phone would: a backlog would make the worker fall back to greedy finals.
+        bytes_per_sample=bytes_per_sample, speaker={"name": "Caller"}, realtime=True,
         start_request={"config": {"speechRecognition": {"encoding": encoding.lower(), "sampleRateHertz": rate}}},
     )
     heard = " ".join(m["payload"]["content"] for m in result.final_messages())
@@ -72,12 +75,14 @@ async def test_modify_request_switches_sample_rate_mid_stream(sqlite_stack: Runn
     async with websockets.connect(url, additional_headers={"x-api-key": sqlite_stack.token}) as ws:
         await ws.send(json.dumps({"type": "start_request", "speaker": {"name": "Caller"}, "config": {
             "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}}}))
-        for offset in range(0, len(first), 3200):
+        for offset in range(0, len(first), 3200):  # 0.1 s frames, paced in real time
             await ws.send(first[offset : offset + 3200])
+            await asyncio.sleep(0.1)
         await ws.send(json.dumps({"type": "modify_request",
                                   "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 8000}}))
         for offset in range(0, len(second), 1600):
             await ws.send(second[offset : offset + 1600])
+            await asyncio.sleep(0.1)
         await ws.send(json.dumps({"type": "stop_request"}))
         async for frame in ws:
             body = json.loads(frame)
@@ -88,4 +93,5 @@ async def test_modify_request_switches_sample_rate_mid_stream(sqlite_stack: Runn
     assert "session_modified" in inner
     heard = " ".join(m["payload"]["content"] for b in received if b.get("type") == "message_response"
                      for m in b["messages"])
-    assert word_error_rate([text], [heard]) <= 0.2, heard
+    # Half of it is 8 kHz audio, which costs Whisper accuracy; a format mix-up would garble that half entirely.
+    assert word_error_rate([text], [heard]) <= 0.3, heard
