@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from convoscope.db.engine import dialect_insert
 from convoscope.db.models import App, SigningKey
 from convoscope.settings import Settings
+from convoscope.timestamps import now_ms
 
 __all__ = [
     "AppCredentials",
@@ -67,10 +68,6 @@ class AppInfo:
     created_at_ms: int
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def hash_secret(secret: str, *, salt: bytes | None = None) -> str:
     """``scrypt$n$r$p$salt_hex$hash_hex``."""
     salt = salt if salt is not None else secrets.token_bytes(SCRYPT_SALT_BYTES)
@@ -110,7 +107,7 @@ async def create_app(sessions: async_sessionmaker[AsyncSession], name: str) -> A
     credentials = AppCredentials(secrets.token_hex(APP_ID_BYTES), secrets.token_hex(APP_SECRET_BYTES))
     secret_hash = await asyncio.to_thread(hash_secret, credentials.app_secret)
     async with sessions.begin() as session:
-        session.add(App(id=credentials.app_id, name=name, secret_hash=secret_hash, created_at_ms=_now_ms()))
+        session.add(App(id=credentials.app_id, name=name, secret_hash=secret_hash, created_at_ms=now_ms()))
     return credentials
 
 
@@ -169,7 +166,7 @@ async def load_token_issuer(settings: Settings, sessions: async_sessionmaker[Asy
         key = await session.scalar(select(SigningKey.key).where(SigningKey.id == SIGNING_KEY_ID))
         if key is None:
             insert = dialect_insert(session, SigningKey).values(
-                id=SIGNING_KEY_ID, key=secrets.token_bytes(SIGNING_KEY_BYTES), created_at_ms=_now_ms()
+                id=SIGNING_KEY_ID, key=secrets.token_bytes(SIGNING_KEY_BYTES), created_at_ms=now_ms()
             )
             await session.execute(insert.on_conflict_do_nothing(index_elements=["id"]))
     if key is None:

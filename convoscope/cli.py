@@ -122,7 +122,7 @@ def cmd_apps(args: argparse.Namespace) -> int:
                 credentials = await create_app(sessions, args.name)
                 print(json.dumps({"appId": credentials.app_id, "appSecret": credentials.app_secret}))
             else:
-                from sinks.live.symbl_format import iso_ms
+                from convoscope.timestamps import iso_ms
 
                 for app in await list_apps(sessions):
                     print(json.dumps({"appId": app.app_id, "name": app.name, "createdAt": iso_ms(app.created_at_ms)}))

@@ -1,10 +1,14 @@
-"""Identifiers shared by producers and sinks (see docs/architecture.md, "Identifiers")."""
+"""Identifiers shared by producers, processors and sinks (see docs/architecture.md, "Identifiers").
+
+Derived ids are uuid5 of one fixed namespace, so a replay after a crash produces the same ids and
+consumers deduplicate on them.
+"""
 
 from __future__ import annotations
 
 import uuid
 
-__all__ = ["CONVOSCOPE_NAMESPACE", "member_id", "new_stream_id"]
+__all__ = ["CONVOSCOPE_NAMESPACE", "event_id", "member_id", "message_id", "new_stream_id"]
 
 # Fixed forever: ids derived from it must come out the same in every process and release.
 CONVOSCOPE_NAMESPACE = uuid.UUID("6c0f3a52-93a1-4f0e-9d55-0d1b6a3c7e21")
@@ -14,6 +18,16 @@ def member_id(conversation_id: str, user_id: str | None, name: str | None, strea
     """One member per person in a conversation: keyed by userId, else name, else the stream."""
     who = user_id or name or stream_id
     return str(uuid.uuid5(CONVOSCOPE_NAMESPACE, f"{conversation_id}/{who}"))
+
+
+def message_id(stream_id: str, start_sample: int) -> str:
+    """Id of the final transcript (and of its interims) of the utterance starting at ``start_sample``."""
+    return str(uuid.uuid5(CONVOSCOPE_NAMESPACE, f"{stream_id}/{start_sample}"))
+
+
+def event_id(conversation_id: str, event_type: str, subject: str) -> str:
+    """Stable per (conversation, event type, subject): a retried or replayed event carries the same id."""
+    return str(uuid.uuid5(CONVOSCOPE_NAMESPACE, f"{conversation_id}/{event_type}/{subject}"))
 
 
 def new_stream_id() -> str:

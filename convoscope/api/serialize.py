@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from convoscope.db.models import Conversation, Member, Message
+from convoscope.timestamps import iso_ms
 
-__all__ = ["conversation_json", "iso_ms", "member_json", "message_json", "speaker_json"]
+__all__ = ["conversation_json", "member_json", "message_json", "optional_iso_ms", "speaker_json"]
 
 
-def iso_ms(epoch_ms: int | None) -> str | None:
-    """``2021-07-23T16:31:29.798Z``."""
-    if epoch_ms is None:
-        return None
-    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def optional_iso_ms(epoch_ms: int | None) -> str | None:
+    """``iso_ms``, or None for a time not known yet (a live conversation's end)."""
+    return None if epoch_ms is None else iso_ms(epoch_ms)
 
 
 def _seconds(value: float) -> float:
@@ -47,7 +44,7 @@ def conversation_json(conversation: Conversation, members: list[Member]) -> dict
         "type": conversation.type,
         "name": conversation.name or conversation.id,
         "startTime": iso_ms(conversation.start_ms),
-        "endTime": iso_ms(conversation.end_ms),
+        "endTime": optional_iso_ms(conversation.end_ms),
         "members": [member_json(member) for member in members],
         "metadata": conversation.metadata_ or {},
     }

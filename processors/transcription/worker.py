@@ -27,11 +27,12 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 
 from convoscope.health import Health
+from convoscope.ids import event_id, message_id
 from convoscope.kafka import create_consumer, create_producer, ensure_topics
 from convoscope.settings import Settings
+from convoscope.timestamps import now_ms
 from processors.transcription.asr import Recognizer, Transcription, WhisperRecognizer
 from processors.transcription.endpointing import EndpointerConfig
-from processors.transcription.ids import message_id, stream_transcribed_event_id
 from processors.transcription.policy import (
     DecodeJob,
     DecodePolicy,
@@ -71,10 +72,6 @@ MAX_WAITING_FINALS = 64
 """Consumption pauses while more finals than this wait for the decoder (bounded memory)."""
 PROGRESS_LOAD_TIMEOUT_S = 60.0
 YIELD_EVERY_RECORDS = 50
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 STATS_WINDOW = 10_000  # recent samples kept for benchmarks; Prometheus has the long-run view
@@ -465,7 +462,7 @@ class TranscriptionWorker:
             "stream_started_at_ms": meta["stream_started_at_ms"],
             "stream_offset_ms": meta["stream_offset_ms"],
             "text": text,
-            "produced_at_ms": _now_ms(),
+            "produced_at_ms": now_ms(),
         }
         try:
             future = await self._producer.send(
@@ -509,7 +506,7 @@ class TranscriptionWorker:
             ],
             "language": meta["language"],
             "model": self.recognizer.model_name,
-            "produced_at_ms": _now_ms(),
+            "produced_at_ms": now_ms(),
         }
 
     async def _publish_ready(self, state: StreamState) -> None:
@@ -542,7 +539,7 @@ class TranscriptionWorker:
         FINALS.inc()
         if utterance.end_sample is not None:
             ended_at_ms = state.metadata["stream_started_at_ms"] + utterance.end_sample * 1000 / SAMPLE_RATE_HZ
-            FINAL_DELAY_SECONDS.observe(max(0.0, (_now_ms() - ended_at_ms) / 1000))
+            FINAL_DELAY_SECONDS.observe(max(0.0, (now_ms() - ended_at_ms) / 1000))
         state.mark_acked(utterance)
         if self._streams.get(state.stream_id) is not state:
             return  # revoked meanwhile: the new owner writes progress
@@ -582,11 +579,11 @@ class TranscriptionWorker:
         assert self._producer is not None
         meta = state.metadata
         event = {
-            "event_id": stream_transcribed_event_id(state.stream_id),
+            "event_id": event_id(state.conversation_id, "STREAM_TRANSCRIBED", state.stream_id),
             "conversation_id": state.conversation_id,
             "app_id": meta["app_id"],
             "type": "STREAM_TRANSCRIBED",
-            "at_ms": _now_ms(),
+            "at_ms": now_ms(),
             "stream_id": state.stream_id,
             "member": meta["speaker"],
             "final_count": state.final_count,

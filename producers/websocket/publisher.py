@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from collections import deque
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from convoscope.ids import CONVOSCOPE_NAMESPACE
 from schemas.topics import AUDIO_FRAMES, CONVERSATION_EVENTS
 
-__all__ = ["AudioPublisher", "PublishError", "event_id", "now_ms"]
+__all__ = ["AudioPublisher", "PublishError"]
 
 # Frames awaiting the broker's ack before we stop reading from the client (backpressure).
 MAX_IN_FLIGHT_FRAMES = 256
@@ -22,15 +19,6 @@ MAX_IN_FLIGHT_FRAMES = 256
 
 class PublishError(RuntimeError):
     """The broker did not accept a record."""
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def event_id(conversation_id: str, event_type: str, subject: str) -> str:
-    """Stable per (conversation, type, subject): a retried publish carries the same id."""
-    return str(uuid.uuid5(CONVOSCOPE_NAMESPACE, f"{conversation_id}/{event_type}/{subject}"))
 
 
 class AudioPublisher:

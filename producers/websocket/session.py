@@ -12,9 +12,10 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from convoscope.ids import member_id, new_stream_id
+from convoscope.ids import event_id, member_id, new_stream_id
 from convoscope.registry import join_conversation, leave_conversation
 from convoscope.services import Services
+from convoscope.timestamps import now_ms
 from producers.audio import PIPELINE_SAMPLE_RATE_HZ, AudioNormalizer
 from producers.websocket.protocol import (
     PING,
@@ -25,7 +26,7 @@ from producers.websocket.protocol import (
     StopRequest,
     parse_client_message,
 )
-from producers.websocket.publisher import AudioPublisher, PublishError, event_id, now_ms
+from producers.websocket.publisher import AudioPublisher, PublishError
 from sinks.live.hub import Subscription
 from sinks.live.symbl_format import message_response, recognition_result_final, recognition_result_interim
 

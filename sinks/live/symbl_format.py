@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
+from convoscope.timestamps import iso_ms
+
 __all__ = [
-    "iso_ms",
     "message_response",
     "recognition_result_final",
     "recognition_result_interim",
@@ -15,11 +15,6 @@ __all__ = [
 ]
 
 SAMPLES_PER_MS = 16
-
-
-def iso_ms(epoch_ms: int) -> str:
-    """Epoch milliseconds → ISO-8601 UTC with millisecond precision and a Z, as Symbl writes times."""
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 def _duration(ms: int) -> dict[str, str]:

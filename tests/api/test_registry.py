@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 from sqlalchemy import func, select
@@ -11,10 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convoscope.db import Connection, Conversation, create_engine, session_factory
 from convoscope.registry import join_conversation, leave_conversation, live_conversation_id, new_conversation_id
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+from convoscope.timestamps import now_ms
 
 
 async def test_concurrent_joins_share_one_conversation(
@@ -25,7 +21,7 @@ async def test_concurrent_joins_share_one_conversation(
     other_engine = create_engine(database_url)
     try:
         other = session_factory(other_engine)
-        now = _now_ms()
+        now = now_ms()
         first, second = await asyncio.gather(
             join_conversation(db_sessions, app_id, connection_id, "Standup", now),
             join_conversation(other, app_id, connection_id, "Standup", now),
@@ -49,13 +45,13 @@ async def test_concurrent_joins_share_one_conversation(
 async def test_many_concurrent_joins(db_sessions: async_sessionmaker[AsyncSession]) -> None:
     app_id, connection_id = uuid.uuid4().hex * 2, "many"
     results = await asyncio.gather(
-        *(join_conversation(db_sessions, app_id, connection_id, None, _now_ms()) for _ in range(8))
+        *(join_conversation(db_sessions, app_id, connection_id, None, now_ms()) for _ in range(8))
     )
     assert len({r.conversation_id for r in results}) == 1
     assert sum(r.created for r in results) == 1
     last = await asyncio.gather(
         *(
-            leave_conversation(db_sessions, app_id, connection_id, results[0].conversation_id, _now_ms())
+            leave_conversation(db_sessions, app_id, connection_id, results[0].conversation_id, now_ms())
             for _ in results
         )
     )
@@ -65,21 +61,21 @@ async def test_many_concurrent_joins(db_sessions: async_sessionmaker[AsyncSessio
 async def test_leave_then_rejoin_starts_a_new_conversation(db_sessions: async_sessionmaker[AsyncSession]) -> None:
     app_id, connection_id = uuid.uuid4().hex * 2, "room-1"
     assert await live_conversation_id(db_sessions, app_id, connection_id) is None
-    a = await join_conversation(db_sessions, app_id, connection_id, "First", _now_ms())
-    b = await join_conversation(db_sessions, app_id, connection_id, "ignored", _now_ms())
+    a = await join_conversation(db_sessions, app_id, connection_id, "First", now_ms())
+    b = await join_conversation(db_sessions, app_id, connection_id, "ignored", now_ms())
     assert a.created and not b.created and a.conversation_id == b.conversation_id
     assert await live_conversation_id(db_sessions, app_id, connection_id) == a.conversation_id
-    assert not await leave_conversation(db_sessions, app_id, connection_id, a.conversation_id, _now_ms())
-    assert await leave_conversation(db_sessions, app_id, connection_id, a.conversation_id, _now_ms())
+    assert not await leave_conversation(db_sessions, app_id, connection_id, a.conversation_id, now_ms())
+    assert await leave_conversation(db_sessions, app_id, connection_id, a.conversation_id, now_ms())
     assert await live_conversation_id(db_sessions, app_id, connection_id) is None
     # counted out already: a duplicate leave is not a second "last"
-    assert not await leave_conversation(db_sessions, app_id, connection_id, a.conversation_id, _now_ms())
+    assert not await leave_conversation(db_sessions, app_id, connection_id, a.conversation_id, now_ms())
     await asyncio.sleep(0.002)
-    c = await join_conversation(db_sessions, app_id, connection_id, "Second", _now_ms())
+    c = await join_conversation(db_sessions, app_id, connection_id, "Second", now_ms())
     assert c.created and c.conversation_id != a.conversation_id
     assert int(c.conversation_id) > int(a.conversation_id)
     # a leave for the old conversation does not touch the new one
-    assert not await leave_conversation(db_sessions, app_id, connection_id, a.conversation_id, _now_ms())
+    assert not await leave_conversation(db_sessions, app_id, connection_id, a.conversation_id, now_ms())
     async with db_sessions() as session:
         row = await session.get(Connection, (app_id, connection_id))
         assert row is not None and row.conversation_id == c.conversation_id and row.open_streams == 1
@@ -90,14 +86,14 @@ async def test_leave_then_rejoin_starts_a_new_conversation(db_sessions: async_se
 async def test_same_connection_id_in_two_apps_is_two_conversations(
     db_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    now = _now_ms()
+    now = now_ms()
     a = await join_conversation(db_sessions, uuid.uuid4().hex * 2, "shared", None, now)
     b = await join_conversation(db_sessions, uuid.uuid4().hex * 2, "shared", None, now)
     assert a.created and b.created and a.conversation_id != b.conversation_id
 
 
 def test_conversation_ids_are_numeric_and_time_ordered() -> None:
-    now = _now_ms()
+    now = now_ms()
     ids = [new_conversation_id(now + i) for i in range(100)]
     assert all(i.isdigit() and 16 <= len(i) <= 19 for i in ids)
     assert [int(i) for i in ids] == sorted(int(i) for i in ids)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
+from convoscope.ids import member_id, message_id
+
 SAMPLE_RATE_HZ = 16_000
-NAMESPACE = uuid.UUID("6f1c7f0e-8f5b-4f43-9d2c-0c0a7c6e7b11")
 
 
 def speaker(conversation_id: str, name: str | None, user_id: str | None = None, stream_id: str = "") -> dict[str, Any]:
-    key = user_id or name or stream_id
-    return {"id": str(uuid.uuid5(NAMESPACE, f"{conversation_id}/{key}")), "name": name, "user_id": user_id}
+    return {"id": member_id(conversation_id, user_id, name, stream_id), "name": name, "user_id": user_id}
 
 
 def event(kind: str, conversation_id: str, app_id: str, at_ms: int, **fields: Any) -> dict[str, Any]:
@@ -52,7 +51,7 @@ def final(
         for i, token in enumerate(tokens)
     ]
     return {
-        "message_id": str(uuid.uuid5(NAMESPACE, f"{stream_id}/{start_sample}")),
+        "message_id": message_id(stream_id, start_sample),
         "conversation_id": conversation_id,
         "app_id": app_id,
         "stream_id": stream_id,

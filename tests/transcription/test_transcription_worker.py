@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
+from convoscope.ids import message_id
 from convoscope.kafka import create_consumer, ensure_topics
 from convoscope.settings import Settings
-from processors.transcription.ids import message_id
 from processors.transcription.worker import GROUP_ID, run_transcription_worker
 from schemas.topics import ALL_TOPICS, AUDIO_FRAMES
 
