@@ -27,10 +27,10 @@ def _number_words(match: re.Match[str]) -> str:
 
 
 def normalize_text(text: str) -> list[str]:
-    """Lowercase, hyphens to spaces, digits to words, punctuation dropped (apostrophes kept)."""
-    text = text.lower().replace("-", " ")
+    """Lowercase, hyphens to spaces, % to "percent", digits to words, punctuation dropped (apostrophes kept)."""
+    text = text.lower().replace("-", " ").replace("%", " percent")
     text = _NUMBER.sub(_number_words, text)
-    text = _PUNCTUATION.sub(" ", text.replace("-", " "))
+    text = _PUNCTUATION.sub(" ", text)
     words = " ".join(_CONTRACTIONS.get(word, word) for word in text.split()).split()
     return [_SPELLING.get(word, word) for word in words]
 

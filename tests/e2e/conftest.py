@@ -101,25 +101,8 @@ async def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def postgres_database() -> AsyncIterator[str]:
-    asyncpg = pytest.importorskip("asyncpg")
-    name = f"convoscope_e2e_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def postgres_stack(tmp_path_factory: pytest.TempPathFactory, postgres_database: str
-                         ) -> AsyncIterator[RunningStack]:
-    running = await start_stack(tmp_path_factory.mktemp("stack-postgres"), postgres_database)
+async def postgres_stack(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> AsyncIterator[RunningStack]:
+    running = await start_stack(tmp_path_factory.mktemp("stack-postgres"), postgres_url)
     try:
         yield running
     finally:

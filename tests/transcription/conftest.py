@@ -25,6 +25,8 @@ def base_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
+# A broker per module, not the shared session one: each worker test starts from empty topics and consumer
+# groups, so commits and progress left by one test cannot decide another.
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     log_path = tmp_path_factory.mktemp("broker") / "tansu.log"

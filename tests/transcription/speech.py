@@ -1,26 +1,23 @@
 """Speech fixtures synthesised with espeak-ng, with the truth (text, speech start/end sample) of each utterance.
 
-Also used by ``bench/transcription_worker.py``. Needs the ``espeak-ng`` and ``sox`` binaries.
+Also used by ``bench/transcription_worker.py``. Synthesis and WER come from ``convoscope.synth`` and
+``convoscope.evaluation``; this module adds one continuous stream with exact speech boundaries.
 """
 
 from __future__ import annotations
 
-import re
-import subprocess
-import tempfile
-import wave
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 import numpy as np
+
+from convoscope.evaluation import word_error_rate as wer
+from convoscope.synth import speak
 
 __all__ = [
     "MEETING_SCRIPT",
     "SAMPLE_RATE_HZ",
     "Utterance",
     "build_meeting",
-    "normalise_text",
     "synthesize",
     "wer",
 ]
@@ -48,20 +45,9 @@ class Utterance:
     """One past the last sample of audible speech."""
 
 
-def _read_wav(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as wav:
-        assert wav.getframerate() == SAMPLE_RATE_HZ and wav.getnchannels() == 1 and wav.getsampwidth() == 2
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").copy()
-
-
-@cache
 def synthesize(text: str, voice: str = "en-us+f3", words_per_minute: int = 165) -> np.ndarray:
-    """espeak-ng speech at 16 kHz s16 mono with leading and trailing silence removed."""
-    with tempfile.TemporaryDirectory() as tmp:
-        raw, resampled = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(raw), text], check=True)
-        subprocess.run(["sox", str(raw), "-r", str(SAMPLE_RATE_HZ), "-b", "16", "-c", "1", str(resampled)], check=True)
-        audio = _read_wav(resampled)
+    """espeak-ng speech at 16 kHz s16 mono, cut to its audible part (which defines the truth boundaries)."""
+    audio = speak(text, voice, words_per_minute)
     loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > SPEECH_THRESHOLD)
     return audio[loud[0] : loud[-1] + 1] if len(loud) else audio[:0]
 
@@ -89,21 +75,3 @@ def build_meeting(
     audio = np.concatenate(pieces).astype(np.float32)
     audio += np.random.default_rng(7).normal(0.0, noise_level, len(audio)).astype(np.float32)
     return np.clip(audio, -32768, 32767).astype(np.int16), truth
-
-
-_NUMBERS = {"12": "twelve", "2": "two", "twelve%": "twelve percent"}
-
-
-def normalise_text(text: str) -> str:
-    """Lowercase, % → percent, small digits → words, punctuation except apostrophes stripped."""
-    text = text.lower().replace("%", " percent").replace("-", " ")
-    text = re.sub(r"[^a-z0-9' ]+", " ", text)
-    words = [_NUMBERS.get(word, word) for word in text.split()]
-    return " ".join(words)
-
-
-def wer(references: list[str], hypotheses: list[str]) -> float:
-    """Corpus word error rate after ``normalise_text``."""
-    import jiwer
-
-    return float(jiwer.wer(" ".join(map(normalise_text, references)), " ".join(map(normalise_text, hypotheses))))
