@@ -119,15 +119,16 @@ class Stack:
             await engine.dispose()
 
     async def _spawn(self, child: Child) -> None:
-        output = asyncio.subprocess.DEVNULL if self.quiet else None
-        log_file = self.settings.state_dir / f"{child.name}.log"
-        handle = _append(log_file) if self.quiet else None
         env = self.env
         if child.health_port:
             env["CONVOSCOPE_HEALTH_PORT"] = str(child.health_port)
-        child.process = await asyncio.create_subprocess_exec(
-            *child.args, env=env, stdout=handle or output, stderr=handle or output
-        )
+        # Quiet: each child appends to its own log in the state directory; otherwise it shares our terminal.
+        log = _append(self.settings.state_dir / f"{child.name}.log") if self.quiet else None
+        try:
+            child.process = await asyncio.create_subprocess_exec(*child.args, env=env, stdout=log, stderr=log)
+        finally:
+            if log is not None:
+                log.close()  # the child holds its own descriptor
 
     async def _watch(self, child: Child) -> None:
         while not self._stopping:
@@ -173,8 +174,4 @@ class Stack:
                 child.watcher.cancel()
         if self.broker:
             self.broker.stop()
-
-    async def wait(self) -> None:
-        """Until interrupted."""
-        await asyncio.Event().wait()
 

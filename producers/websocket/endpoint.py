@@ -15,7 +15,7 @@ from convoscope.auth import InvalidToken, subprotocol_token, token_from_request
 from convoscope.registry import live_conversation_id
 from convoscope.services import Services
 from producers.websocket.session import CloseCode, StreamingSession
-from sinks.live.symbl_format import message_response, recognition_result_final, recognition_result_interim
+from sinks.live.symbl_format import conversation_completed, result_messages
 
 __all__ = ["streaming_routes"]
 
@@ -100,16 +100,12 @@ async def subscribe_endpoint(websocket: WebSocket) -> None:
                 getter.cancel()
                 break
             kind, record = getter.result()
-            if kind == "interim":
-                await websocket.send_text(json.dumps(recognition_result_interim(record)))
-            elif kind == "final":
-                await websocket.send_text(json.dumps(recognition_result_final(record)))
-                await websocket.send_text(json.dumps(message_response(record, sequence)))
+            for body in result_messages(kind, record, sequence):
+                await websocket.send_text(json.dumps(body))
+            if kind == "final":
                 sequence += 1
-            elif record["type"] == "CONVERSATION_COMPLETED":
-                data = {"conversationId": conversation_id}
-                await websocket.send_text(json.dumps({"type": "message", "message": {
-                    "type": "conversation_completed", **data, "data": data}}))
+            elif kind == "event" and record["type"] == "CONVERSATION_COMPLETED":
+                await websocket.send_text(json.dumps(conversation_completed(conversation_id)))
     except WebSocketDisconnect:
         pass
     finally:

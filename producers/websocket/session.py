@@ -28,7 +28,7 @@ from producers.websocket.protocol import (
 )
 from producers.websocket.publisher import AudioPublisher, PublishError
 from sinks.live.hub import Subscription
-from sinks.live.symbl_format import message_response, recognition_result_final, recognition_result_interim
+from sinks.live.symbl_format import conversation_completed, result_messages
 
 __all__ = ["CloseCode", "StreamingSession"]
 
@@ -85,9 +85,12 @@ class StreamingSession:
     # -- sending -------------------------------------------------------------------------------
 
     async def send_json(self, body: dict[str, Any]) -> None:
+        await self.send_text(json.dumps(body, separators=(",", ":")))
+
+    async def send_text(self, text: str) -> None:
         async with self._send_lock:
             if self.ws.application_state == WebSocketState.CONNECTED:
-                await self.ws.send_text(json.dumps(body, separators=(",", ":")))
+                await self.ws.send_text(text)
 
     async def send_error(self, message: str, details: str) -> None:
         CLIENT_ERRORS.labels(message).inc()
@@ -126,7 +129,7 @@ class StreamingSession:
 
     async def on_text(self, text: str) -> bool:
         if text.strip() == PING:
-            await self.send_json_text(PONG)
+            await self.send_text(PONG)
             return True
         try:
             request = parse_client_message(text)
@@ -162,11 +165,6 @@ class StreamingSession:
             }}})
             return True
         return True
-
-    async def send_json_text(self, text: str) -> None:
-        async with self._send_lock:
-            if self.ws.application_state == WebSocketState.CONNECTED:
-                await self.ws.send_text(text)
 
     async def on_audio(self, data: bytes) -> bool:
         if self.stream is None:
@@ -311,22 +309,18 @@ class StreamingSession:
             await stream.forwarder
         services.hub.unsubscribe(stream.subscription)
         if notify_client:
-            data = {"conversationId": stream.conversation_id}
-            await self.send_json({"type": "message", "message": {
-                "type": "conversation_completed", **data, "data": data,
-            }})
+            await self.send_json(conversation_completed(stream.conversation_id))
             await self.send_json({"type": "message", "message": {"type": "recognition_stopped"}})
 
     async def forward_results(self, subscription: Subscription) -> None:
         """Results of the whole conversation (every speaker) to this client, in arrival order."""
         while True:
             kind, record = await subscription.queue.get()
+            for body in result_messages(kind, record, self._sequence_number):
+                await self.send_json(body)
             if kind == "interim":
-                await self.send_json(recognition_result_interim(record))
                 RESULTS_SENT.labels("interim").inc()
             elif kind == "final":
-                await self.send_json(recognition_result_final(record))
-                await self.send_json(message_response(record, self._sequence_number))
                 self._sequence_number += 1
                 subscription.mark_delivered(record)
                 RESULTS_SENT.labels("final").inc()

@@ -92,7 +92,6 @@ class ResultsHub:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
-        self.ready = asyncio.Event()
 
     async def start(self) -> None:
         consumer = create_consumer(self._settings, group_id=None, fetch_max_wait_ms=5)
@@ -108,7 +107,6 @@ class ResultsHub:
         await consumer.seek_to_end(*partitions)
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name="results-hub")
-        self.ready.set()
 
     async def stop(self) -> None:
         if self._task:

@@ -8,9 +8,11 @@ from typing import Any
 from convoscope.timestamps import iso_ms
 
 __all__ = [
+    "conversation_completed",
     "message_response",
     "recognition_result_final",
     "recognition_result_interim",
+    "result_messages",
     "speaker_user",
 ]
 
@@ -104,3 +106,19 @@ def message_response(record: dict[str, Any], sequence_number: int) -> dict[str, 
         ],
         "sequenceNumber": sequence_number,
     }
+
+
+def result_messages(kind: str, record: dict[str, Any], sequence_number: int) -> list[dict[str, Any]]:
+    """What a live client receives for one transcript record: an interim result, or a final result followed by
+    its ``message_response``. Other records (lifecycle events) produce nothing here."""
+    if kind == "interim":
+        return [recognition_result_interim(record)]
+    if kind == "final":
+        return [recognition_result_final(record), message_response(record, sequence_number)]
+    return []
+
+
+def conversation_completed(conversation_id: str) -> dict[str, Any]:
+    """Both shapes the SDKs read: the id in the message itself (Web SDK) and under ``data`` (Go SDK)."""
+    data = {"conversationId": conversation_id}
+    return {"type": "message", "message": {"type": "conversation_completed", **data, "data": data}}
