@@ -121,9 +121,7 @@ async def main() -> None:
             settings = Settings(port=free_port(), state_dir=Path(state), database_url=f"sqlite+aiosqlite:///{state}/b.db",
                                 asr_model=model)
             async with Stack(settings, quiet_children=True) as stack:
-                assert stack.new_credentials
-                token = await fetch_token(stack.settings.base_url(), stack.new_credentials["appId"],
-                                          stack.new_credentials["appSecret"])
+                token = await fetch_token(stack.settings.base_url(), *await stack.app_credentials("bench"))
                 for streams in args.streams:
                     row = await run_level(stack, token, meetings, streams)
                     print(f"{model:8} {streams:>7} {row['utterances']:>5.0f} {row['p50']:>7.2f} {row['p95']:>7.2f} "

@@ -14,28 +14,13 @@ import httpx
 from convoscope.console import LiveTranscriptPrinter
 from convoscope.embedded_broker import free_port
 from convoscope.settings import Settings
-from convoscope.stack import Stack, load_local_credentials
+from convoscope.stack import Stack
 from convoscope.synth import DEMO_SCRIPT, SynthesisUnavailable, build_meeting
 from producers.replay import fetch_token, stream_pcm
 
 __all__ = ["run_demo"]
 
 STORE_WAIT_S = 20.0
-
-
-async def _credentials(stack: Stack) -> tuple[str, str]:
-    credentials = stack.new_credentials or load_local_credentials(stack.settings)
-    if credentials is None:
-        from convoscope.auth import create_app
-        from convoscope.db import create_engine, session_factory
-
-        engine = create_engine(stack.settings)
-        try:
-            created = await create_app(session_factory(engine), "demo")
-        finally:
-            await engine.dispose()
-        credentials = {"appId": created.app_id, "appSecret": created.app_secret}
-    return credentials["appId"], credentials["appSecret"]
 
 
 async def _stored_messages(base_url: str, token: str, conversation_id: str, expected: int) -> list[dict]:
@@ -66,7 +51,7 @@ async def run_demo(args: argparse.Namespace) -> int:
           f"and the Whisper {settings.asr_model} model …", flush=True)
     async with Stack(settings, quiet_children=True) as stack:
         base_url = stack.settings.base_url()
-        app_id, app_secret = await _credentials(stack)
+        app_id, app_secret = await stack.app_credentials("demo")
         token = await fetch_token(base_url, app_id, app_secret)
         connection_id = str(uuid.uuid4())
         ws_url = base_url.replace("http", "ws", 1) + f"/v1/streaming/{connection_id}"

@@ -118,6 +118,19 @@ class Stack:
         finally:
             await engine.dispose()
 
+    async def app_credentials(self, name: str) -> tuple[str, str]:
+        """(appId, appSecret) to use against this stack: the app created on start, the one saved in the state
+        directory, or, when the database already has apps whose secrets we do not know, a new one."""
+        credentials = self.new_credentials or load_local_credentials(self.settings)
+        if credentials is None:
+            engine = create_engine(self.settings)
+            try:
+                created = await create_api_app(session_factory(engine), name)
+            finally:
+                await engine.dispose()
+            credentials = {"appId": created.app_id, "appSecret": created.app_secret}
+        return credentials["appId"], credentials["appSecret"]
+
     async def _spawn(self, child: Child) -> None:
         env = self.env
         if child.health_port:

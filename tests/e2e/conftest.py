@@ -84,8 +84,8 @@ async def start_stack(state_dir: Path, database_url: str) -> RunningStack:
     settings = Settings(port=free_port(), state_dir=state_dir, database_url=database_url)
     stack = Stack(settings, quiet_children=True)
     await stack.start()
-    assert stack.new_credentials is not None
-    app_id, app_secret = stack.new_credentials["appId"], stack.new_credentials["appSecret"]
+    # The PostgreSQL database is shared with other test folders and may already hold apps.
+    app_id, app_secret = await stack.app_credentials("e2e")
     token = await fetch_token(stack.settings.base_url(), app_id, app_secret)
     return RunningStack(stack, app_id, app_secret, token)
 
