@@ -28,6 +28,7 @@ AUDIO = {
     "start_sample": 67200, "sample_rate_hz": 16000, "pcm": bytes(3200), "speaker": SPEAKER,
     "stream_started_at_ms": 1_700_000_000_000, "stream_offset_ms": 0, "language": "en-US",
     "sent_at_ms": 1_700_000_004_200,
+    "live": True,
 }
 FINAL = {
     "message_id": "c" * 36, "conversation_id": "17000000000001234", "app_id": "a" * 64, "stream_id": "b" * 32,

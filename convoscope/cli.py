@@ -23,12 +23,11 @@ log = logging.getLogger("convoscope")
 
 
 def _configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("aiokafka", "kafka", "httpx", "faster_whisper", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from convoscope.logs import configure_logging
+
+    # Only the log format is read here; a bad value fails loudly before anything starts.
+    log_format = Settings().log_format
+    configure_logging(logging.DEBUG if verbose else logging.INFO, log_format)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -52,6 +51,11 @@ async def _until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> N
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    if args.kind == "sip":
+        from producers.sip.gateway import serve
+
+        return serve(Settings())
+
     import uvicorn
 
     from convoscope.server import create_app
@@ -64,6 +68,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         ws="websockets-sansio",
         ws_max_size=1024 * 1024,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through our root handler (text or JSON)
         timeout_graceful_shutdown=settings.stop_timeout_s,
     )
     return 0
@@ -81,6 +86,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 from processors.transcription.worker import run_transcription_worker
 
                 await run_transcription_worker(settings, stop, health=health)
+            elif args.kind == "analytics":
+                from processors.analytics.worker import run_analytics_worker
+
+                await run_analytics_worker(settings, stop, health=health)
+            elif args.kind == "insights":
+                from processors.insights.worker import run_text_processors
+
+                await run_text_processors(settings, stop, args.processor or None, health=health)
             else:
                 from sinks.store.worker import run_store_worker
 
@@ -212,6 +225,28 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_with_server(args: argparse.Namespace, command: str) -> int:
+    """`replay` and `reprocess`: talk to a running server with the credentials `stream` uses."""
+    from convoscope import replay_command
+
+    settings = Settings()
+    base_url = args.url.rstrip("/")
+    run = replay_command.run_replay if command == "replay" else replay_command.run_reprocess
+    try:
+        return asyncio.run(run(args, base_url, lambda: _credentials_token(base_url, args, settings)))
+    except (httpx.HTTPError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    return _run_with_server(args, "replay")
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    return _run_with_server(args, "reprocess")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from convoscope.demo import run_demo
 
@@ -244,6 +279,26 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--fast", action="store_true", help="send as fast as possible instead of in real time")
     stream.set_defaults(handler=cmd_stream)
 
+    replay = commands.add_parser("replay", help="transcribe recordings (files or folders) through the Async API")
+    replay.add_argument("paths", nargs="+", metavar="PATH")
+    replay.add_argument("--concurrency", type=int, default=4, help="recordings in flight at once (default 4)")
+    replay.add_argument("--realtime", action="store_true",
+                        help="stream over the WebSocket API at real-time pace instead (simulates live calls)")
+    replay.add_argument("--webhook-url", help="passed to the Async API: called on each job status change")
+    replay.set_defaults(handler=cmd_replay)
+
+    reprocess = commands.add_parser("reprocess", help="re-transcribe stored conversations with the current model")
+    which = reprocess.add_mutually_exclusive_group(required=True)
+    which.add_argument("--conversation", action="append", metavar="ID", help="a conversation id (repeatable)")
+    which.add_argument("--since", metavar="TIME", help="conversations started since: ISO-8601, or 2h, 30m, 1d ago")
+    reprocess.add_argument("--no-wait", action="store_true", help="queue the jobs and exit")
+    reprocess.set_defaults(handler=cmd_reprocess)
+
+    for server_command in (replay, reprocess):
+        server_command.add_argument("--url", default="http://127.0.0.1:8080")
+        server_command.add_argument("--app-id", default=None)
+        server_command.add_argument("--app-secret", default=None)
+
     apps = commands.add_parser("apps", help="manage apps (API credentials)")
     apps_actions = apps.add_subparsers(dest="action", required=True)
     create = apps_actions.add_parser("create")
@@ -252,12 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     apps.set_defaults(handler=cmd_apps)
 
     gateway = commands.add_parser("gateway", help="the WebSocket gateway and REST API process")
+    gateway.add_argument("kind", nargs="?", choices=["api", "sip"], default="api",
+                         help="sip: the SIP gateway (calls into conversations; see docs/telephony.md)")
     gateway.add_argument("--host")
     gateway.add_argument("--port", type=int)
     gateway.set_defaults(handler=cmd_gateway)
 
     worker = commands.add_parser("worker", help="a stream-processing worker process")
-    worker.add_argument("kind", choices=["transcribe", "store"])
+    worker.add_argument("kind", choices=["transcribe", "insights", "analytics", "store"])
+    worker.add_argument(
+        "--processor", action="append", choices=["insights", "topics", "trackers", "entities"],
+        help="insights only: run just this text processor (repeatable; default: all four)",
+    )
     worker.set_defaults(handler=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
@@ -272,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
-    if args.command == "stream":
+    if args.command in ("stream", "replay", "reprocess"):
         import os
 
         args.app_id = args.app_id or os.environ.get("CONVOSCOPE_APP_ID")

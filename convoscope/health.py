@@ -56,7 +56,9 @@ async def health_server(health: Health, host: str, port: int | None) -> AsyncIte
     if port is None:
         yield
         return
-    server = uvicorn.Server(uvicorn.Config(_app(health), host=host, port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(
+        _app(health), host=host, port=port, log_level="warning", log_config=None, lifespan="off"
+    ))
     task = asyncio.create_task(server.serve())
     try:
         yield

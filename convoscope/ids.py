@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-__all__ = ["CONVOSCOPE_NAMESPACE", "event_id", "member_id", "message_id", "new_stream_id"]
+__all__ = ["CONVOSCOPE_NAMESPACE", "event_id", "member_id", "message_id", "new_stream_id", "result_id", "tracker_id"]
 
 # Fixed forever: ids derived from it must come out the same in every process and release.
 CONVOSCOPE_NAMESPACE = uuid.UUID("6c0f3a52-93a1-4f0e-9d55-0d1b6a3c7e21")
@@ -28,6 +28,16 @@ def message_id(stream_id: str, start_sample: int) -> str:
 def event_id(conversation_id: str, event_type: str, subject: str) -> str:
     """Stable per (conversation, event type, subject): a retried or replayed event carries the same id."""
     return str(uuid.uuid5(CONVOSCOPE_NAMESPACE, f"{conversation_id}/{event_type}/{subject}"))
+
+
+def result_id(kind: str, message_id: str, *parts: object) -> str:
+    """Id of something found in a message (an insight, a tracker match, an entity): the same on every replay."""
+    return str(uuid.uuid5(CONVOSCOPE_NAMESPACE, "/".join([kind, message_id, *map(str, parts)])))
+
+
+def tracker_id(app_id: str, name: str) -> str:
+    """Inline trackers (start_request) get the same id as an app tracker of the same name would."""
+    return str(uuid.uuid5(CONVOSCOPE_NAMESPACE, f"tracker/{app_id}/{name.strip().lower()}"))
 
 
 def new_stream_id() -> str:

@@ -5,21 +5,75 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from convoscope.logs import current_log_context
 from convoscope.settings import Settings
 from schemas.topics import Topic
 
-__all__ = ["client_options", "create_consumer", "create_producer", "ensure_topics"]
+__all__ = [
+    "TRACE_HEADER",
+    "TracingProducer",
+    "client_options",
+    "create_consumer",
+    "create_producer",
+    "ensure_topics",
+    "new_trace_id",
+    "trace_headers",
+    "trace_id_from",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+TRACE_HEADER = "convoscope-trace-id"
+"""Kafka record header carrying the correlation id of the call a record belongs to (32 hex chars)."""
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def trace_headers(trace_id: str | None, headers: Headers | None = None) -> list[tuple[str, bytes]]:
+    """``headers`` plus the trace header, unless it is already there or there is no trace id."""
+    merged = list(headers or ())
+    if trace_id and not any(name == TRACE_HEADER for name, _ in merged):
+        merged.append((TRACE_HEADER, trace_id.encode()))
+    return merged
+
+
+def trace_id_from(headers: Headers | None) -> str | None:
+    """The trace id of a consumed record (``record.headers``), if it carries one."""
+    for name, value in headers or ():
+        if name == TRACE_HEADER and value:
+            return value.decode("ascii", errors="replace")
+    return None
+
+
+class TracingProducer(AIOKafkaProducer):
+    """Adds the trace id bound in the current logging context (``convoscope.logs``) to every record sent."""
+
+    async def send(  # type: ignore[override]
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Headers | None = None,
+    ) -> asyncio.Future[Any]:
+        trace_id = current_log_context().get("trace_id")
+        if trace_id:
+            headers = trace_headers(trace_id, headers)
+        return await super().send(topic, value, key, partition, timestamp_ms, headers)
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -55,14 +109,18 @@ def create_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "request_timeout_ms": 30_000,
     }
     options.update(overrides)
-    return AIOKafkaProducer(**client_options(settings), **options)
+    return TracingProducer(**client_options(settings), **options)
 
 
 def create_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
     options: dict[str, Any] = {
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
-        "fetch_max_wait_ms": 10,
+        # The broker answers a fetch as soon as data arrives (measured on the embedded broker: 6-15 ms from
+        # produce to consume at 50-200 ms), so a long wait costs no latency; a short one makes every idle
+        # consumer poll all its partitions. At 10 ms an idle stack kept the embedded broker at 113 % CPU;
+        # at 200 ms, 11 %.
+        "fetch_max_wait_ms": 200,
         "fetch_max_bytes": 8 * MAX_MESSAGE_BYTES,
         "max_partition_fetch_bytes": MAX_MESSAGE_BYTES,
         "session_timeout_ms": 10_000,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -10,12 +12,15 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from convoscope.api import api_exception_handlers, api_routes
+from convoscope.api.insights import insight_routes
 from convoscope.auth import load_token_issuer
 from convoscope.db import create_engine, migrate, session_factory
 from convoscope.health import metrics_response
 from convoscope.kafka import create_producer, ensure_topics
 from convoscope.services import Services
 from convoscope.settings import Settings
+from producers.recorded.service import RecordedAudio
+from producers.sip.api import telephony_routes
 from producers.websocket import streaming_routes
 from schemas.topics import ALL_TOPICS
 from sinks.live import ResultsHub
@@ -38,22 +43,29 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
         await producer.start()
         hub = ResultsHub(settings)
         await hub.start()
+        # Topic ranking imports spaCy (seconds): do it now, off the event loop, not inside the first request.
+        await asyncio.to_thread(importlib.import_module, "processors.insights.topics")
         services = Services(settings=settings, sessions=sessions, tokens=tokens, producer=producer, hub=hub)
         app.state.services = services
         # The REST handlers read these three directly.
         app.state.settings = settings
         app.state.sessions = sessions
         app.state.tokens = tokens
+        # The Async API: accepts recordings, and its job monitor follows their transcription.
+        app.state.recorded = recorded = RecordedAudio(services)
+        await recorded.start()
         log.info("gateway ready on %s", settings.base_url())
         try:
             yield
         finally:
+            await recorded.stop()
             await hub.stop()
             await producer.stop()
             await engine.dispose()
 
     return Starlette(
-        routes=[*api_routes(), *streaming_routes(), Route("/metrics", metrics_response)],
+        routes=[*api_routes(), *insight_routes(), *streaming_routes(), *telephony_routes(),
+                Route("/metrics", metrics_response)],
         exception_handlers=api_exception_handlers(),
         lifespan=lifespan,
     )

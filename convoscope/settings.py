@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
 
@@ -57,6 +57,56 @@ class Settings(BaseSettings):
 
     max_frame_bytes: int = 8192
     stop_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Telephony (producers/sip, docs/telephony.md): the SIP gateway process, `convoscope gateway sip`.
+    semantic_trackers: bool = Field(
+        default=False,
+        description="Match trackers by meaning with sentence embeddings (the `semantic` extra); off by default: "
+        "measured precision/recall on tests/data/trackers_dev.jsonl do not yet justify its cost (README)",
+    )
+    sip_enabled: bool = Field(default=False, description="`up` runs the SIP gateway; the Telephony API places calls")
+    sip_host: str = Field(default="127.0.0.1", description="Address the SIP gateway binds SIP (UDP) and RTP to")
+    sip_port: int = Field(default=5060, ge=0, le=65535)
+    sip_public_address: str | None = Field(default=None, description="Address peers reach us at (SDP, Contact)")
+    sip_rtp_port_min: int = Field(default=40000, ge=0, le=65535, description="RTP port range; 0: any free port")
+    sip_rtp_port_max: int = Field(default=40999, ge=0, le=65535)
+    sip_allowed_networks: str = Field(default="127.0.0.0/8,::1/128", description="CIDRs inbound INVITEs may come from")
+    sip_inbound_app_id: str | None = Field(default=None, description="App owning inbound calls; unset: the oldest app")
+    sip_digest_accounts: SecretStr | None = Field(
+        default=None, description="user:password:appId,...; set: inbound INVITEs must authenticate as one of them"
+    )
+    sip_answer_timeout_s: float = Field(default=30.0, gt=0, description="Dial-out rings this long, then no_answer")
+    sip_rtp_timeout_s: float = Field(default=15.0, gt=0, description="No RTP this long on an answered call: hang up")
+
+    # Summaries (convoscope.summary): extractive unless an OpenAI-compatible chat endpoint is configured.
+    llm_url: str | None = Field(
+        default=None, description="OpenAI-compatible API base (…/v1) or its /chat/completions URL; unset: extractive"
+    )
+    llm_model: str = "default"
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = Field(default=20.0, gt=0, description="Whole LLM request; on expiry: extractive summary")
+
+    # Async API (recorded audio, producers/recorded).
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="Largest recording accepted, bytes")
+    max_recording_s: float = Field(default=4 * 3600.0, gt=0, description="Longest recording accepted, seconds")
+    media_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated directories that file:// media URLs may read; empty: file:// is refused.",
+    )
+    url_fetch_timeout_s: float = Field(default=300.0, gt=0, description="Whole download of a media URL")
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    max_concurrent_jobs: int = Field(default=100, ge=1, description="Per app, jobs scheduled or in progress")
+    job_timeout_s: float = Field(default=86_400.0, gt=0, description="A job not completed after this has failed")
+
+    @field_validator("media_dirs", mode="before")
+    @classmethod
+    def _split_media_dirs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(part.strip()) for part in value.split(",") if part.strip()]
+        return value
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line with conversation/connection ids (convoscope.logs)"
+    )
 
     def base_url(self) -> str:
         return self.public_url.rstrip("/") if self.public_url else f"http://{self.host}:{self.port}"

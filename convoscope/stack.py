@@ -1,7 +1,8 @@
 """`convoscope up`: the whole stack as child processes, plus the embedded broker when none is configured.
 
 Each component runs as the same process ops would run on Kubernetes (`convoscope gateway`,
-`convoscope worker transcribe`, `convoscope worker store`); a child that dies is restarted.
+`convoscope worker transcribe`, `convoscope worker insights`, `convoscope worker store`); a child that dies is
+restarted.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from convoscope.db import create_engine, migrate, session_factory
 from convoscope.embedded_broker import EmbeddedBroker, free_port
 from convoscope.kafka import ensure_topics
 from convoscope.settings import Settings
+from producers.sip.environment import sip_environment
 from schemas.topics import ALL_TOPICS
 
 __all__ = ["Stack", "load_local_credentials"]
@@ -81,6 +83,7 @@ class Stack:
         env["DATABASE_URL"] = self.settings.database_url
         env["CONVOSCOPE_HOST"] = self.settings.host
         env["CONVOSCOPE_PORT"] = str(self.settings.port)
+        env.update(sip_environment(self.settings))
         return env
 
     async def start(self) -> None:
@@ -97,13 +100,21 @@ class Stack:
         python = sys.executable
         self.children = [
             Child("transcribe", [python, "-m", "convoscope", "worker", "transcribe"], free_port()),
+            Child("insights", [python, "-m", "convoscope", "worker", "insights"], free_port()),
             Child("store", [python, "-m", "convoscope", "worker", "store"], free_port()),
+            Child("analytics", [python, "-m", "convoscope", "worker", "analytics"], free_port()),
             Child("gateway", [python, "-m", "convoscope", "gateway"]),
         ]
+        if settings.sip_enabled:
+            self.children.append(Child("sip", [python, "-m", "convoscope", "gateway", "sip"], free_port()))
         for child in self.children:
             await self._spawn(child)
             child.watcher = asyncio.create_task(self._watch(child))
-        await self.wait_ready()
+        try:
+            await self.wait_ready()
+        except BaseException:
+            await self.stop()  # a stack that never came up must not leave its children running
+            raise
 
     async def _ensure_app(self) -> None:
         engine = create_engine(self.settings)
@@ -155,7 +166,7 @@ class Stack:
             if not self._stopping:
                 await self._spawn(child)
 
-    async def wait_ready(self, timeout_s: float = 120.0) -> None:
+    async def wait_ready(self, timeout_s: float = 600.0) -> None:
         """Until the gateway answers health checks and the workers have joined their groups."""
         deadline = time.monotonic() + timeout_s
         urls = [f"http://{self.settings.host}:{self.settings.port}/healthz"] + [

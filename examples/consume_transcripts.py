@@ -26,7 +26,7 @@ TOPIC = "convoscope.transcripts.final.v1"
 def load_schemas(folder: Path) -> dict[bytes, dict]:
     """Every schema in the folder, by its single-object fingerprint."""
     named: dict = {}
-    for shared in ("speaker.avsc", "word.avsc"):
+    for shared in ("speaker.avsc", "word.avsc", "message_ref.avsc"):
         fastavro.parse_schema(json.loads((folder / shared).read_text()), named_schemas=named)
     by_fingerprint = {}
     for path in sorted(folder.glob("*.avsc")):

@@ -24,7 +24,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 # Files whose named types others refer to; parsed first so references resolve.
-SHARED_TYPES = ("speaker.avsc", "word.avsc")
+SHARED_TYPES = ("speaker.avsc", "word.avsc", "message_ref.avsc")
 
 
 class SchemaError(ValueError):

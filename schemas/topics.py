@@ -15,8 +15,15 @@ from schemas.serde import AvroSerde
 
 __all__ = [
     "ALL_TOPICS",
+    "ANALYTICS",
     "AUDIO_FRAMES",
     "CONVERSATION_EVENTS",
+    "CONVERSATION_SETTINGS",
+    "ENTITIES",
+    "INSIGHTS",
+    "TELEPHONY_COMMANDS",
+    "TOPIC_PHRASES",
+    "TRACKER_MATCHES",
     "TRANSCRIPTION_PROGRESS",
     "TRANSCRIPTS_FINAL",
     "TRANSCRIPTS_INTERIM",
@@ -38,7 +45,8 @@ class Topic:
     retention_ms: int = 7 * DAY_MS
     compacted: bool = False
     delivery: str = "at least once; deduplicate by the id field"
-    extra_config: dict[str, str] = field(default_factory=dict)
+    # Not part of the hash: topics go into sets, and a dict is unhashable.
+    extra_config: dict[str, str] = field(default_factory=dict, hash=False)
 
     @cached_property
     def serde(self) -> AvroSerde:
@@ -94,10 +102,79 @@ TRANSCRIPTION_PROGRESS = Topic(
     delivery="latest value per key",
 )
 
+CONVERSATION_SETTINGS = Topic(
+    name="convoscope.conversation.settings.v1",
+    schema_file="conversation_settings.avsc",
+    doc=(
+        "What the text processors should do for a conversation (insight types, trackers, time zone), "
+        "written when a stream starts. Processors read the whole topic as a table."
+    ),
+    compacted=True,
+    retention_ms=7 * DAY_MS,
+    delivery="latest value per key",
+)
+INSIGHTS = Topic(
+    name="convoscope.insights.v1",
+    schema_file="message_insights.avsc",
+    doc="Questions, action items and follow-ups: one record per final transcript (possibly none found).",
+    retention_ms=30 * DAY_MS,
+    delivery="at least once; one record per message_id, insights deduplicate by insight_id (deterministic)",
+)
+TOPIC_PHRASES = Topic(
+    name="convoscope.topics.phrases.v1",
+    schema_file="message_topic_phrases.avsc",
+    doc="Candidate topic phrases and sentiment of each final transcript; conversation topics are ranked from them.",
+    retention_ms=30 * DAY_MS,
+    delivery="at least once; one record per message_id",
+)
+TRACKER_MATCHES = Topic(
+    name="convoscope.trackers.matches.v1",
+    schema_file="message_tracker_matches.avsc",
+    doc="Tracker matches (exact, inflected, semantic) per final transcript; interim matches when asked for.",
+    retention_ms=30 * DAY_MS,
+    delivery="at least once; one final record per message_id, matches deduplicate by match_id",
+)
+ENTITIES = Topic(
+    name="convoscope.entities.v1",
+    schema_file="message_entities.avsc",
+    doc="Named entities (people, organisations, dates, amounts, contact details) per final transcript.",
+    retention_ms=30 * DAY_MS,
+    delivery="at least once; one record per message_id, entities deduplicate by entity_id",
+)
+ANALYTICS = Topic(
+    name="convoscope.analytics.v1",
+    schema_file="analytics.avsc",
+    doc=(
+        "Talk-time analytics per conversation (talk, listen, silence, overlap, pace, turns), updated after each "
+        "final transcript; the latest record per conversation is its current state."
+    ),
+    compacted=True,
+    retention_ms=30 * DAY_MS,
+    delivery="latest value per key; a key's null value (tombstone) means the conversation was deleted",
+)
+TELEPHONY_COMMANDS = Topic(
+    name="convoscope.telephony.commands.v1",
+    schema_file="telephony_command.avsc",
+    doc=(
+        "Telephony API requests for the SIP gateways: START places a call into a conversation (consumer group "
+        "convoscope-sip), STOP hangs it up (read by every SIP gateway). Call progress comes back as CALL_STATUS "
+        "conversation events."
+    ),
+    retention_ms=DAY_MS,
+    delivery="at least once; deduplicate by command_id",
+)
+
 ALL_TOPICS: tuple[Topic, ...] = (
     AUDIO_FRAMES,
     CONVERSATION_EVENTS,
     TRANSCRIPTS_INTERIM,
     TRANSCRIPTS_FINAL,
     TRANSCRIPTION_PROGRESS,
+    CONVERSATION_SETTINGS,
+    INSIGHTS,
+    TOPIC_PHRASES,
+    TRACKER_MATCHES,
+    ENTITIES,
+    ANALYTICS,
+    TELEPHONY_COMMANDS,
 )

@@ -32,7 +32,10 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 if [[ "$want_test" == "test" ]]; then
-  .venv/bin/python -m pip install -q -e '.[test,base-model]' 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q -e '.[test,base-model,semantic]' 2>&1 | grep -v "is ignored" || true
+  # The Python SDK is its own distribution (sdk/); tests/sdk and tests/e2e/test_sdk_client.py import it.
+  .venv/bin/python -m pip install -q -e ./sdk 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import convoscope_sdk"
 else
   .venv/bin/python -m pip install -q -e . 2>&1 | grep -v "is ignored" || true
 fi

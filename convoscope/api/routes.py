@@ -6,6 +6,7 @@ Every response, including errors, is JSON: mount ``api_exception_handlers()`` on
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -143,10 +144,26 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
     return value
 
 
+def _time_param(request: Request, name: str) -> int | None:
+    """An ISO-8601 query parameter as epoch ms (no zone: UTC), or None when absent."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{name} must be an ISO-8601 date-time such as 2024-05-01T12:00:00Z.") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return round(moment.timestamp() * 1000)
+
+
 @_json_errors
 async def list_conversations(request: Request) -> Response:
-    """GET /v1/conversations ``?limit&offset&order`` -> ``{"conversations": [...]}``, ordered by start time."""
+    """GET /v1/conversations ``?limit&offset&order&startTime&endTime`` -> ``{"conversations": [...]}``, ordered by
+    start time; ``startTime``/``endTime`` (ISO-8601) keep conversations that started within them."""
     app_id = authenticate(request)
+    started_from, started_until = _time_param(request, "startTime"), _time_param(request, "endTime")
     limit = _int_param(request, "limit", DEFAULT_PAGE, MAX_PAGE)
     offset = _int_param(request, "offset", 0, 2**31 - 1)
     order = request.query_params.get("order", "asc").lower()
@@ -157,6 +174,10 @@ async def list_conversations(request: Request) -> Response:
         ordering = (Conversation.start_ms.desc(), Conversation.id.desc())
     async with _sessions(request)() as session:
         query = select(Conversation).where(Conversation.app_id == app_id).order_by(*ordering)
+        if started_from is not None:
+            query = query.where(Conversation.start_ms >= started_from)
+        if started_until is not None:
+            query = query.where(Conversation.start_ms <= started_until)
         conversations = list(await session.scalars(query.limit(limit).offset(offset)))
         members: dict[str, list[Member]] = {c.id: [] for c in conversations}
         if conversations:
@@ -190,9 +211,11 @@ async def get_members(request: Request) -> Response:
 
 @_json_errors
 async def get_messages(request: Request) -> Response:
-    """GET /v1/conversations/{conversation_id}/messages ``?verbose=true`` adds word timings and scores."""
+    """GET /v1/conversations/{conversation_id}/messages ``?verbose=true`` adds word timings and scores,
+    ``?sentiment=true`` each message's polarity and suggested label."""
     app_id = authenticate(request)
     verbose = _flag(request, "verbose")
+    with_sentiment = _flag(request, "sentiment")
     async with _sessions(request)() as session:
         conversation = await _owned_conversation(session, app_id, request.path_params["conversation_id"])
         members = {member.id: member for member in await _members(session, conversation.id)}
@@ -202,6 +225,13 @@ async def get_messages(request: Request) -> Response:
             .order_by(Message.start_ms, Message.time_offset_s, Message.id)
         )
         body = [message_json(m, members.get(m.member_id), verbose=verbose) for m in messages]
+    if with_sentiment:
+        from processors.insights.sentiment import message_sentiment
+
+        for message in body:
+            sentiment = message_sentiment(message["text"])
+            message["sentiment"] = {"polarity": {"score": round(sentiment.score, 3)},
+                                    "suggested": sentiment.suggested}
     return JSONResponse({"messages": body})
 
 
@@ -217,6 +247,10 @@ async def healthz(request: Request) -> Response:
 
 
 def api_routes() -> list[BaseRoute]:
+    from convoscope.api.conversations import conversation_routes  # it builds on this module's helpers
+    from convoscope.api.openapi import openapi_routes
+    from producers.recorded.api import recorded_routes  # the Async API, also built on these helpers
+
     return [
         Route("/oauth2/token:generate", generate_token, methods=["POST"]),
         Route("/v1/conversations", list_conversations, methods=["GET"]),
@@ -224,6 +258,9 @@ def api_routes() -> list[BaseRoute]:
         Route("/v1/conversations/{conversation_id}/members", get_members, methods=["GET"]),
         Route("/v1/conversations/{conversation_id}/messages", get_messages, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        *conversation_routes(),
+        *recorded_routes(),
+        *openapi_routes(),
     ]
 
 

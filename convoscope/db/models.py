@@ -12,7 +12,23 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Float, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["App", "Base", "Connection", "Conversation", "Member", "Message", "SigningKey"]
+__all__ = [
+    "App",
+    "Base",
+    "Connection",
+    "Conversation",
+    "Entity",
+    "Insight",
+    "Job",
+    "Member",
+    "Message",
+    "MessageTopicPhrases",
+    "SigningKey",
+    "Summary",
+    "Tracker",
+    "TrackerMatch",
+    "TranscribedStream",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -25,7 +41,7 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JSON, list[dict[str, Any]]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[dict[str, Any]]: JSON, list[str]: JSON}
 
 
 class App(Base):
@@ -111,4 +127,158 @@ class Message(Base):
     confidence: Mapped[float] = mapped_column(Float)
     words: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     language: Mapped[str] = mapped_column(String(16), default="en-US")
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Insight(Base):
+    """A question, action item or follow-up found in a message. Rows of a message are replaced together."""
+
+    __tablename__ = "insights"
+    __table_args__ = (Index("ix_insights_conversation_id_type", "conversation_id", "type"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(32))
+    app_id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float)
+    char_offset: Mapped[int] = mapped_column(Integer, default=0)
+    from_member_id: Mapped[str] = mapped_column(String(36))
+    from_name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    from_user_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    assignee_name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    assignee_is_speaker: Mapped[bool] = mapped_column(default=False)
+    due_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    due_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    message_start_ms: Mapped[int] = mapped_column(BigInteger)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class MessageTopicPhrases(Base):
+    """Candidate topic phrases of one message; conversation topics are ranked from all rows of a conversation."""
+
+    __tablename__ = "message_topic_phrases"
+
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(32), index=True)
+    app_id: Mapped[str] = mapped_column(String(64))
+    message_start_ms: Mapped[int] = mapped_column(BigInteger)
+    sentiment: Mapped[float] = mapped_column(Float)
+    phrases: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class TrackerMatch(Base):
+    __tablename__ = "tracker_matches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(32), index=True)
+    app_id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    message_text: Mapped[str] = mapped_column(Text)
+    message_start_ms: Mapped[int] = mapped_column(BigInteger)
+    message_end_ms: Mapped[int] = mapped_column(BigInteger)
+    tracker_id: Mapped[str] = mapped_column(String(64))
+    tracker_name: Mapped[str] = mapped_column(Text)
+    vocabulary: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(16))
+    matched_text: Mapped[str] = mapped_column(Text)
+    offset: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Entity(Base):
+    __tablename__ = "entities"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(32), index=True)
+    app_id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    message_text: Mapped[str] = mapped_column(Text)
+    message_start_ms: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(32))
+    sub_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    category: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    offset: Mapped[int] = mapped_column(Integer)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Tracker(Base):
+    """An app-level tracker (Management API); applied to every conversation of the app unless it opts out."""
+
+    __tablename__ = "trackers"
+    __table_args__ = (Index("uq_trackers_app_id_name", "app_id", "name", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    vocabulary: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Job(Base):
+    """An Async API job (symbl-api.md §5): recorded audio published to the audio topic for transcription.
+
+    ``status`` goes scheduled → in_progress (a transcript of it is stored) → completed (all of them are) or failed.
+    Reprocessing jobs re-read a stored conversation's audio into a new conversation (``source_conversation_id``).
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status", "status"),
+        Index("ix_jobs_app_id_status", "app_id", "status"),
+        Index("ix_jobs_conversation_id", "conversation_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # audio | audio_url | reprocess
+    status: Mapped[str] = mapped_column(String(16))
+    stream_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    offset_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Where the job's audio starts on the conversation timeline (after earlier appended audio)."""
+    duration_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source_conversation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+    completed_at_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class TranscribedStream(Base):
+    """A stream the transcriber has finished (STREAM_TRANSCRIBED) and how many finals it produced in all, so a
+    reader can tell when every transcript of the stream is stored."""
+
+    __tablename__ = "transcribed_streams"
+
+    stream_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(32), index=True)
+    final_count: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    transcribed_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Summary(Base):
+    """The stored summary of a conversation (``GET .../summary``): which method produced it and from how many
+    messages, so a summary computed while the conversation went on is recomputed once it has more."""
+
+    __tablename__ = "summaries"
+
+    conversation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64), index=True)
+    method: Mapped[str] = mapped_column(String(16))  # extractive | abstractive
+    model: Mapped[str | None] = mapped_column(Text, nullable=True)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    message_count: Mapped[int] = mapped_column(Integer)
+    fallback_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why the abstractive summarizer was not used although configured (error, timeout), else None."""
     created_at_ms: Mapped[int] = mapped_column(BigInteger)

@@ -10,6 +10,9 @@ Rules:
   decode (~0.25 s with tiny.en).
 - Finals that waited too long are decoded greedily (beam 1, ~1.4x cheaper) until the backlog clears,
   so a burst of utterance ends across many streams cannot snowball behind real time.
+- Recorded audio (streams that are not ``live``: Async API, reprocessing) arrives far faster than real time.
+  It gets no interims, and its finals are decoded only when no live stream has a final or an interim due,
+  so a batch job delays a live final by at most the one batch decode in flight.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class PolicyConfig:
     backlog_beam_size: int = 1
     backlog_wait_s: float = 1.0
     """A final that became decodable this long ago is decoded with ``backlog_beam_size``."""
+    recorded_beam_size: int = 5
+    """Finals of recorded audio always wait, so their beam does not depend on the wait: the same recording
+    gives the same transcript however busy the worker was."""
     interims: bool = True
     interim_first_after_s: float = 0.6
     """Audio an utterance needs before its first interim."""
@@ -55,6 +61,7 @@ class DecodeJob:
     end_sample: int
     beam_size: int = 1
     max_new_tokens: int = 0
+    live: bool = True
 
 
 class DecodePolicy:
@@ -77,6 +84,13 @@ class DecodePolicy:
 
     def next_job(self, streams: Iterable[StreamState], now: float) -> DecodeJob | None:
         streams = list(streams)
+        live = [stream for stream in streams if stream.live]
+        job = self._final_job(live, now) or self._interim_job(live, now)
+        if job is None and len(live) < len(streams):
+            job = self._final_job([stream for stream in streams if not stream.live], now)
+        return job
+
+    def _final_job(self, streams: list[StreamState], now: float) -> DecodeJob | None:
         best: tuple[float, StreamState, Utterance] | None = None
         for stream in streams:
             for utterance in stream.final_candidates():
@@ -87,6 +101,7 @@ class DecodePolicy:
             since, stream, utterance = best
             assert utterance.end_sample is not None
             late = now - since >= self.config.backlog_wait_s
+            beam = self.config.backlog_beam_size if late else self.config.final_beam_size
             return DecodeJob(
                 kind="final",
                 stream_id=stream.stream_id,
@@ -94,9 +109,10 @@ class DecodePolicy:
                 revision=utterance.revision,
                 start_sample=utterance.start_sample,
                 end_sample=utterance.end_sample,
-                beam_size=self.config.backlog_beam_size if late else self.config.final_beam_size,
+                beam_size=beam if stream.live else self.config.recorded_beam_size,
+                live=stream.live,
             )
-        return self._interim_job(streams, now)
+        return None
 
     def _interim_job(self, streams: list[StreamState], now: float) -> DecodeJob | None:
         c = self.config

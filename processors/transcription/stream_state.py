@@ -80,6 +80,9 @@ class StreamState:
     finalized_until_sample: int = 0
     final_count: int = 0
     endpointer_config: EndpointerConfig = field(default_factory=EndpointerConfig)
+    live: bool = True
+    """False for recorded audio sent faster than real time (the frames' ``live`` field): no interims, and its
+    finals wait while a live stream needs the decoder."""
 
     def __post_init__(self) -> None:
         self._next_index = self.final_count

@@ -256,6 +256,10 @@ class TranscriptionWorker:
             for tp, records in batches.items():
                 for record in records:
                     loaded += 1
+                    if record.value is None:  # a tombstone: the conversation was deleted
+                        if record.key is not None:
+                            self._progress.pop(record.key.decode(), None)
+                        continue
                     try:
                         value = TRANSCRIPTION_PROGRESS.serde.deserialize(record.value)
                     except SchemaError as exc:
@@ -361,6 +365,7 @@ class TranscriptionWorker:
                 finalized_until_sample=progress["finalized_until_sample"] if progress else 0,
                 final_count=progress["final_count"] if progress else 0,
                 endpointer_config=self.endpointer_config,
+                live=frame["live"],
             )
             self._streams[stream_id] = state
             self._stream_partition[stream_id] = record.partition
@@ -407,7 +412,9 @@ class TranscriptionWorker:
             started = time.monotonic()
             result = await loop.run_in_executor(self._executor, partial(self._decode, job, audio))
             finished = time.monotonic()
-            self.policy.record(finished, finished - started)
+            if job.live:
+                # Interims thin out with the load of live work only; recorded audio yields to them anyway.
+                self.policy.record(finished, finished - started)
             DECODE_SECONDS.labels(job.kind).observe(finished - started)
             if job.kind == "interim":
                 mark_interim_finished(job)
@@ -537,7 +544,7 @@ class TranscriptionWorker:
             return
         self.stats.finals_published += 1
         FINALS.inc()
-        if utterance.end_sample is not None:
+        if utterance.end_sample is not None and state.live:
             ended_at_ms = state.metadata["stream_started_at_ms"] + utterance.end_sample * 1000 / SAMPLE_RATE_HZ
             FINAL_DELAY_SECONDS.observe(max(0.0, (now_ms() - ended_at_ms) / 1000))
         state.mark_acked(utterance)

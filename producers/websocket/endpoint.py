@@ -12,10 +12,13 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from convoscope.auth import InvalidToken, subprotocol_token, token_from_request
+from convoscope.kafka import new_trace_id
+from convoscope.logs import bind_log_context
 from convoscope.registry import live_conversation_id
 from convoscope.services import Services
 from producers.websocket.session import CloseCode, StreamingSession
-from sinks.live.symbl_format import conversation_completed, result_messages
+from sinks.live.symbl_format import conversation_completed
+from sinks.live.view import LiveOptions, LiveView
 
 __all__ = ["streaming_routes"]
 
@@ -63,6 +66,8 @@ async def streaming_endpoint(websocket: WebSocket) -> None:
     if identity is None:
         return
     app_id, connection_id = identity
+    # This task serves one connection: its log lines and the records it produces carry these ids.
+    bind_log_context(connection_id=connection_id, trace_id=new_trace_id())
     session = StreamingSession(websocket, websocket.app.state.services, app_id, connection_id or "")
     await session.run()
 
@@ -82,7 +87,7 @@ async def subscribe_endpoint(websocket: WebSocket) -> None:
         await websocket.close(1008, "unknown connectionId")
         return
     subscription = services.hub.subscribe(conversation_id)
-    sequence = 0
+    view = LiveView(conversation_id, LiveOptions.everything())
 
     async def drain_client() -> None:
         with contextlib.suppress(WebSocketDisconnect):
@@ -100,11 +105,9 @@ async def subscribe_endpoint(websocket: WebSocket) -> None:
                 getter.cancel()
                 break
             kind, record = getter.result()
-            for body in result_messages(kind, record, sequence):
+            for body in view.render(kind, record):
                 await websocket.send_text(json.dumps(body))
-            if kind == "final":
-                sequence += 1
-            elif kind == "event" and record["type"] == "CONVERSATION_COMPLETED":
+            if kind == "event" and record["type"] == "CONVERSATION_COMPLETED":
                 await websocket.send_text(json.dumps(conversation_completed(conversation_id)))
     except WebSocketDisconnect:
         pass

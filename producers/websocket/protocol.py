@@ -63,6 +63,10 @@ class StartRequest:
     meeting_title: str | None = None
     confidence_threshold: float = 0.5
     timezone_offset_min: int | None = None
+    sentiment: bool = False
+    detect_entities: bool = False
+    tracker_interim_results: bool = False
+    enable_all_trackers: bool = True
     no_connection_timeout_s: int = 0
     disconnect_on_stop: bool = True
     disconnect_on_stop_timeout_s: int = MAX_TIMEOUT_S
@@ -131,6 +135,14 @@ def _int_in_range(value: Any, name: str, low: int, high: int, default: int) -> i
     return value
 
 
+def _flag(value: Any, name: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ProtocolError("Bad request", f"{name} must be true or false")
+    return value
+
+
 def _parse_audio_format(speech: Any, config: dict[str, Any]) -> AudioFormat:
     if not isinstance(speech, dict):
         raise ProtocolError("Bad request", "config.speechRecognition must be an object")
@@ -191,6 +203,12 @@ def _parse_start(body: dict[str, Any]) -> StartRequest:
     if not isinstance(disconnect, bool):
         raise ProtocolError("Bad request", "disconnectOnStopRequest must be true or false")
 
+    tracker_config = config.get("trackers") or {}
+    if not isinstance(tracker_config, dict):
+        raise ProtocolError("Bad request", "config.trackers must be an object {interimResults, enableAllTrackers}")
+    # enableAllTrackers appears both in config.trackers (docs) and at the top level (Go SDK).
+    enable_all = tracker_config.get("enableAllTrackers", body.get("enableAllTrackers", True))
+
     title = config.get("meetingTitle", body.get("meetingTitle"))
     return StartRequest(
         audio_format=audio_format,
@@ -201,6 +219,10 @@ def _parse_start(body: dict[str, Any]) -> StartRequest:
         meeting_title=_optional_str(title, "meetingTitle"),
         confidence_threshold=float(threshold),
         timezone_offset_min=timezone_offset,
+        sentiment=_flag(config.get("sentiment"), "config.sentiment"),
+        detect_entities=_flag(config.get("detectEntities", body.get("detectEntities")), "config.detectEntities"),
+        tracker_interim_results=_flag(tracker_config.get("interimResults"), "config.trackers.interimResults"),
+        enable_all_trackers=_flag(enable_all, "enableAllTrackers"),
         no_connection_timeout_s=_int_in_range(
             body.get("noConnectionTimeout"), "noConnectionTimeout", 0, MAX_TIMEOUT_S, 0
         ),

@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from schemas.topics import AUDIO_FRAMES, CONVERSATION_EVENTS
+from schemas.topics import AUDIO_FRAMES, CONVERSATION_EVENTS, CONVERSATION_SETTINGS
 
 __all__ = ["AudioPublisher", "PublishError"]
 
@@ -41,6 +41,12 @@ class AudioPublisher:
     async def event(self, record: dict[str, Any]) -> None:
         future = await self._send(
             CONVERSATION_EVENTS.name, record["conversation_id"], CONVERSATION_EVENTS.serde(record)
+        )
+        await self._settle(future)
+
+    async def conversation_settings(self, record: dict[str, Any]) -> None:
+        future = await self._send(
+            CONVERSATION_SETTINGS.name, record["conversation_id"], CONVERSATION_SETTINGS.serde(record)
         )
         await self._settle(future)
 

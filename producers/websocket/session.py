@@ -13,10 +13,12 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from convoscope.ids import event_id, member_id, new_stream_id
+from convoscope.logs import bind_log_context
 from convoscope.registry import join_conversation, leave_conversation
 from convoscope.services import Services
 from convoscope.timestamps import now_ms
 from producers.audio import PIPELINE_SAMPLE_RATE_HZ, AudioNormalizer
+from producers.conversation_settings import InlineTracker, app_trackers, conversation_settings_record
 from producers.websocket.protocol import (
     PING,
     PONG,
@@ -28,7 +30,8 @@ from producers.websocket.protocol import (
 )
 from producers.websocket.publisher import AudioPublisher, PublishError
 from sinks.live.hub import Subscription
-from sinks.live.symbl_format import conversation_completed, result_messages
+from sinks.live.symbl_format import conversation_completed
+from sinks.live.view import LiveOptions, LiveView
 
 __all__ = ["CloseCode", "StreamingSession"]
 
@@ -38,11 +41,18 @@ ACTIVE_STREAMS = Gauge("convoscope_gateway_active_streams", "Streams between sta
 AUDIO_BYTES = Counter("convoscope_gateway_audio_bytes_total", "Audio bytes accepted from clients")
 CLIENT_ERRORS = Counter("convoscope_gateway_client_errors_total", "Error messages sent to clients", ["message"])
 RESULTS_SENT = Counter("convoscope_gateway_results_sent_total", "Results pushed to live clients", ["kind"])
+RESULTS_WAIT_S = 10.0
+"""After a stream's last final, how long its client waits for that final's insights, topics, trackers and
+entities before the conversation is reported complete."""
 FINAL_DELIVERY_SECONDS = Histogram(
     "convoscope_gateway_final_delivery_seconds",
     "From the end of an utterance (wall clock of its last sample) to its final message leaving for the client",
     buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
 )
+# Streams whose client vanished without stop_request keep their seat in the conversation for the start_request's
+# noConnectionTimeout, so a client reconnecting to the same connectionId continues the conversation (Symbl's
+# semantics). Keyed by (app_id, connection_id); each held seat's task waits for its timeout or its release event.
+_HELD_SEATS: dict[tuple[str, str], dict[asyncio.Task[None], asyncio.Event]] = {}
 
 
 class CloseCode:
@@ -64,6 +74,7 @@ class ActiveStream:
     speaker: dict[str, Any]
     normalizer: AudioNormalizer
     subscription: Subscription
+    view: LiveView
     forwarder: asyncio.Task[None]
     seq: int = 0
     samples: int = 0
@@ -80,7 +91,6 @@ class StreamingSession:
         self.stream: ActiveStream | None = None
         self._send_lock = asyncio.Lock()
         self._warned_audio_before_start = False
-        self._sequence_number = 0
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -125,7 +135,7 @@ class StreamingSession:
             if self.stream is not None:
                 # The client vanished without stop_request: finish what it sent anyway.
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self.end_stream(notify_client=False))
+                    await asyncio.shield(self.end_stream(notify_client=False, client_vanished=True))
 
     async def on_text(self, text: str) -> bool:
         if text.strip() == PING:
@@ -191,15 +201,23 @@ class StreamingSession:
         joined = await join_conversation(
             services.sessions, self.app_id, self.connection_id, request.meeting_title, now_ms()
         )
+        for release in _HELD_SEATS.get((self.app_id, self.connection_id), {}).values():
+            release.set()  # the client is back: seats held for it here go now (this stream has its own)
         conversation_id = joined.conversation_id
         stream_id = new_stream_id()
+        bind_log_context(conversation_id=conversation_id, stream_id=stream_id)
         speaker = {
             "id": member_id(conversation_id, request.speaker.user_id, request.speaker.name, stream_id),
             "name": request.speaker.name,
             "user_id": request.speaker.user_id,
         }
         subscription = services.hub.subscribe(conversation_id)
-        forwarder = asyncio.create_task(self.forward_results(subscription), name=f"forward-{stream_id}")
+        view = LiveView(conversation_id, LiveOptions(
+            insight_types=frozenset(t for t in request.insight_types if t != "topic"),
+            entities=request.detect_entities,
+            sentiment=request.sentiment,
+        ))
+        forwarder = asyncio.create_task(self.forward_results(subscription, view), name=f"forward-{stream_id}")
         self.stream = ActiveStream(
             request=request,
             conversation_id=conversation_id,
@@ -208,9 +226,23 @@ class StreamingSession:
             speaker=speaker,
             normalizer=AudioNormalizer(request.audio_format),
             subscription=subscription,
+            view=view,
             forwarder=forwarder,
         )
         ACTIVE_STREAMS.inc()
+        stored_trackers = (
+            await app_trackers(services.sessions, self.app_id) if request.enable_all_trackers else []
+        )
+        await self.publisher.conversation_settings(conversation_settings_record(
+            conversation_id, self.app_id, joined.conversation_started_at_ms,
+            timezone_offset_min=request.timezone_offset_min,
+            insight_types=request.insight_types,
+            confidence_threshold=request.confidence_threshold,
+            inline_trackers=[InlineTracker(t.name, t.vocabulary) for t in request.trackers],
+            stored_trackers=stored_trackers,
+            tracker_interim_results=request.tracker_interim_results,
+            sentiment=request.sentiment,
+        ))
         at = now_ms()
         if joined.created:
             await self.publisher.event(self._event("CONVERSATION_STARTED", conversation_id, at,
@@ -276,7 +308,7 @@ class StreamingSession:
             "sent_at_ms": now_ms(),
         }
 
-    async def end_stream(self, notify_client: bool) -> None:
+    async def end_stream(self, notify_client: bool, client_vanished: bool = False) -> None:
         """Finish the stream: last audio, END marker, wait for its finals, then tell the client."""
         stream = self.stream
         if stream is None:
@@ -298,12 +330,27 @@ class StreamingSession:
             if not done:
                 log.warning("stream %s: transcription did not finish within %ss", stream.stream_id,
                             services.settings.stop_timeout_s)
-        last = await leave_conversation(
-            services.sessions, self.app_id, self.connection_id, stream.conversation_id, now_ms()
-        )
-        if last:
-            await self.publisher.event(self._event("CONVERSATION_COMPLETED", stream.conversation_id, now_ms(),
-                                                   subject=stream.conversation_id))
+            kinds = stream.view.options.result_kinds()
+            if not await stream.subscription.wait_results_done(stream.stream_id, kinds, RESULTS_WAIT_S):
+                log.warning("stream %s: text results (%s) incomplete after %ss", stream.stream_id,
+                            ",".join(sorted(kinds)), RESULTS_WAIT_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stream.subscription.queue.join(), RESULTS_WAIT_S)
+        hold_s = stream.request.no_connection_timeout_s if client_vanished else 0
+        if hold_s > 0:
+            key, release = (self.app_id, self.connection_id), asyncio.Event()
+            task = asyncio.create_task(self._leave_conversation(stream.conversation_id, release, hold_s))
+            _HELD_SEATS.setdefault(key, {})[task] = release
+
+            def forget(done: asyncio.Task[None]) -> None:
+                held = _HELD_SEATS.get(key, {})
+                held.pop(done, None)
+                if not held:
+                    _HELD_SEATS.pop(key, None)
+
+            task.add_done_callback(forget)
+        else:
+            await self._leave_conversation(stream.conversation_id)
         stream.forwarder.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await stream.forwarder
@@ -312,21 +359,39 @@ class StreamingSession:
             await self.send_json(conversation_completed(stream.conversation_id))
             await self.send_json({"type": "message", "message": {"type": "recognition_stopped"}})
 
-    async def forward_results(self, subscription: Subscription) -> None:
+    async def _leave_conversation(self, conversation_id: str, release: asyncio.Event | None = None,
+                                  hold_s: float = 0.0) -> None:
+        """This stream leaves (after ``hold_s`` unless released earlier); the last one out completes it."""
+        if release is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(release.wait(), hold_s)
+        last = await leave_conversation(self.services.sessions, self.app_id, self.connection_id, conversation_id,
+                                        now_ms())
+        if last:
+            await self.publisher.event(self._event("CONVERSATION_COMPLETED", conversation_id, now_ms(),
+                                                   subject=conversation_id))
+
+    async def forward_results(self, subscription: Subscription, view: LiveView) -> None:
         """Results of the whole conversation (every speaker) to this client, in arrival order."""
         while True:
             kind, record = await subscription.queue.get()
-            for body in result_messages(kind, record, self._sequence_number):
-                await self.send_json(body)
-            if kind == "interim":
-                RESULTS_SENT.labels("interim").inc()
-            elif kind == "final":
-                self._sequence_number += 1
-                subscription.mark_delivered(record)
-                RESULTS_SENT.labels("final").inc()
-                ended_at_ms = record["stream_started_at_ms"] + record["end_sample"] * 1000 // PIPELINE_SAMPLE_RATE_HZ
-                FINAL_DELIVERY_SECONDS.observe(max(0.0, (now_ms() - ended_at_ms) / 1000))
+            try:
+                await self._forward(subscription, view, kind, record)
+            finally:
+                subscription.queue.task_done()
             if subscription.overflowed:
                 await self.send_error("Client too slow", "results could not be delivered fast enough")
                 await self.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
                 return
+
+    async def _forward(self, subscription: Subscription, view: LiveView, kind: str, record: dict[str, Any]
+                       ) -> None:
+        bodies = view.render(kind, record)
+        for body in bodies:
+            await self.send_json(body)
+        if kind == "final":
+            subscription.mark_delivered(record)
+            ended_at_ms = record["stream_started_at_ms"] + record["end_sample"] * 1000 // PIPELINE_SAMPLE_RATE_HZ
+            FINAL_DELIVERY_SECONDS.observe(max(0.0, (now_ms() - ended_at_ms) / 1000))
+        if bodies and kind != "event":
+            RESULTS_SENT.labels(kind).inc()

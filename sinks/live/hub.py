@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,24 +20,39 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from convoscope.kafka import create_consumer
 from convoscope.settings import Settings
 from schemas.serde import SchemaError
-from schemas.topics import CONVERSATION_EVENTS, TRANSCRIPTS_FINAL, TRANSCRIPTS_INTERIM, Topic
+from schemas.topics import (
+    CONVERSATION_EVENTS,
+    ENTITIES,
+    INSIGHTS,
+    TOPIC_PHRASES,
+    TRACKER_MATCHES,
+    TRANSCRIPTS_FINAL,
+    TRANSCRIPTS_INTERIM,
+    Topic,
+)
 
 __all__ = ["ResultKind", "ResultsHub", "Subscription"]
 
 log = logging.getLogger(__name__)
 
-ResultKind = Literal["interim", "final", "event"]
+ResultKind = Literal["interim", "final", "event", "insights", "topics", "trackers", "entities"]
 RESULT_TOPICS: dict[str, tuple[Topic, ResultKind]] = {
     TRANSCRIPTS_INTERIM.name: (TRANSCRIPTS_INTERIM, "interim"),
     TRANSCRIPTS_FINAL.name: (TRANSCRIPTS_FINAL, "final"),
     CONVERSATION_EVENTS.name: (CONVERSATION_EVENTS, "event"),
+    INSIGHTS.name: (INSIGHTS, "insights"),
+    TOPIC_PHRASES.name: (TOPIC_PHRASES, "topics"),
+    TRACKER_MATCHES.name: (TRACKER_MATCHES, "trackers"),
+    ENTITIES.name: (ENTITIES, "entities"),
 }
+PER_MESSAGE_KINDS = frozenset({"insights", "topics", "trackers", "entities"})
 SUBSCRIPTION_QUEUE_SIZE = 2_000
 
 
 @dataclass(eq=False)
 class Subscription:
-    """One live client's view of one conversation. Finals are delivered once each, by message id."""
+    """One live client's view of one conversation. Finals, and the per-message results of the text processors,
+    are delivered once each, by message id."""
 
     conversation_id: str
     queue: asyncio.Queue[tuple[ResultKind, dict[str, Any]]] = field(
@@ -44,6 +60,8 @@ class Subscription:
     )
     overflowed: bool = False
     _final_ids: set[str] = field(default_factory=set)
+    _finals_by_stream: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    _covered: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _finals_per_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _transcribed: dict[str, int] = field(default_factory=dict)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -53,6 +71,13 @@ class Subscription:
             if record["message_id"] in self._final_ids:
                 return
             self._final_ids.add(record["message_id"])
+        elif kind in PER_MESSAGE_KINDS:
+            if record.get("is_final", True):
+                covered = self._covered[kind]
+                if record["message"]["id"] in covered:
+                    return
+                covered.add(record["message"]["id"])
+                self._changed.set()
         elif kind == "event" and record["type"] == "STREAM_TRANSCRIBED" and record["stream_id"]:
             self._transcribed[record["stream_id"]] = int(record["final_count"] or 0)
             self._changed.set()
@@ -66,7 +91,16 @@ class Subscription:
     def mark_delivered(self, record: dict[str, Any]) -> None:
         """Called by the sender once a final has been written to the socket."""
         self._finals_per_stream[record["stream_id"]] += 1
+        self._finals_by_stream[record["stream_id"]].add(record["message_id"])
         self._changed.set()
+
+    def results_done(self, stream_id: str, kinds: frozenset[str]) -> bool:
+        finals = self._finals_by_stream.get(stream_id, set())
+        return all(finals <= self._covered[kind] for kind in kinds)
+
+    async def wait_results_done(self, stream_id: str, kinds: frozenset[str], timeout_s: float) -> bool:
+        """Until every delivered final of the stream has its record of each kind queued for this client."""
+        return await self._wait(lambda: self.results_done(stream_id, kinds), timeout_s)
 
     def stream_done(self, stream_id: str) -> bool:
         expected = self._transcribed.get(stream_id)
@@ -74,9 +108,12 @@ class Subscription:
 
     async def wait_stream_done(self, stream_id: str, timeout_s: float) -> bool:
         """Until the transcriber has finished the stream and all its finals went out to this client."""
+        return await self._wait(lambda: self.stream_done(stream_id), timeout_s)
+
+    async def _wait(self, condition: Callable[[], bool], timeout_s: float) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while not self.stream_done(stream_id):
+        while not condition():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
@@ -94,7 +131,7 @@ class ResultsHub:
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
 
     async def start(self) -> None:
-        consumer = create_consumer(self._settings, group_id=None, fetch_max_wait_ms=5)
+        consumer = create_consumer(self._settings, group_id=None)
         await consumer.start()
         await consumer.topics()  # loads metadata so partitions are known
         partitions = [
@@ -136,8 +173,8 @@ class ResultsHub:
                 topic, kind = RESULT_TOPICS[tp.topic]
                 for message in records:
                     conversation_id = message.key.decode() if message.key else None
-                    if conversation_id not in self._subscriptions:
-                        continue
+                    if conversation_id not in self._subscriptions or message.value is None:
+                        continue  # nobody here watches it, or a tombstone of a deleted conversation
                     try:
                         record = topic.serde.deserialize(message.value)
                     except SchemaError as exc:

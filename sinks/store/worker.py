@@ -1,4 +1,5 @@
-"""The store worker: consumer group ``convoscope-store`` on conversation events and final transcripts.
+"""The store worker: consumer group ``convoscope-store`` on conversation events, final transcripts and the text
+processors' results.
 
 Each ``getmany`` batch is written in one database transaction, and its offsets are committed only after that
 transaction. While the database is unavailable the batch is retried with backoff (nothing is skipped or lost;
@@ -24,7 +25,15 @@ from convoscope.db.engine import create_engine, migrate, session_factory
 from convoscope.kafka import create_consumer
 from convoscope.settings import Settings
 from schemas.serde import SchemaError
-from schemas.topics import CONVERSATION_EVENTS, TRANSCRIPTS_FINAL, Topic
+from schemas.topics import (
+    CONVERSATION_EVENTS,
+    ENTITIES,
+    INSIGHTS,
+    TOPIC_PHRASES,
+    TRACKER_MATCHES,
+    TRANSCRIPTS_FINAL,
+    Topic,
+)
 from sinks.store.writer import StoreRecord, write_batch
 
 if TYPE_CHECKING:
@@ -35,7 +44,9 @@ __all__ = ["STORE_GROUP", "STORE_TOPICS", "decode_batch", "run_store_worker", "w
 log = logging.getLogger(__name__)
 
 STORE_GROUP = "convoscope-store"
-STORE_TOPICS: tuple[Topic, ...] = (CONVERSATION_EVENTS, TRANSCRIPTS_FINAL)
+STORE_TOPICS: tuple[Topic, ...] = (
+    CONVERSATION_EVENTS, TRANSCRIPTS_FINAL, INSIGHTS, TOPIC_PHRASES, TRACKER_MATCHES, ENTITIES,
+)
 MAX_BATCH_RECORDS = 500
 POLL_TIMEOUT_MS = 500
 RETRY_INITIAL_S = 0.5

@@ -5,8 +5,12 @@ Rules (docs/architecture.md, "Delivery guarantees"):
   (start = stream start - stream offset), without overwriting what an event already set.
 - CONVERSATION_COMPLETED sets end_ms to the latest completion seen.
 - MEMBER_JOINED and every final upsert the speaker as a member.
+- STREAM_TRANSCRIBED records how many finals the stream has in all (the highest count seen), so readers (Async API
+  jobs) can tell when every one of them is stored.
 - Finals insert a message ON CONFLICT DO NOTHING by message id, and are dropped when their stream already has a
   stored message ending at or after their end (a fragment replayed after a crash).
+- The text processors send one record per message and kind (insights, topic phrases, final tracker matches,
+  entities): it replaces that message's rows of that kind, so a replay rewrites the same rows.
 """
 
 from __future__ import annotations
@@ -16,12 +20,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, exists, func, select
+from sqlalchemy import case, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convoscope.db.engine import dialect_insert
-from convoscope.db.models import Conversation, Member, Message
-from schemas.topics import CONVERSATION_EVENTS, TRANSCRIPTS_FINAL
+from convoscope.db.models import (
+    Conversation,
+    Entity,
+    Insight,
+    Member,
+    Message,
+    MessageTopicPhrases,
+    TrackerMatch,
+    TranscribedStream,
+)
+from schemas.topics import CONVERSATION_EVENTS, ENTITIES, INSIGHTS, TOPIC_PHRASES, TRACKER_MATCHES, TRANSCRIPTS_FINAL
 
 __all__ = [
     "SAMPLES_PER_MS",
@@ -158,8 +171,49 @@ async def _apply_event(session: AsyncSession, event: dict[str, Any], stats: Writ
     elif kind == "MEMBER_JOINED" and event.get("member"):
         await _upsert_member(session, conversation_id, event["member"])
         stats.members += 1
+    elif kind == "STREAM_TRANSCRIBED" and event.get("stream_id"):
+        await _upsert_transcribed_stream(session, event)
+    elif kind == "CALL_STATUS":
+        await _apply_call_status(session, event)
     else:
         stats.ignored += 1
+
+
+async def _apply_call_status(session: AsyncSession, event: dict[str, Any]) -> None:
+    """A telephone call's latest status (producers/sip/status.py) goes to the conversation's metadata.telephony,
+    where the Conversation API shows it."""
+    attributes = event.get("attributes") or {}
+    telephony = {key: value for key, value in {
+        "status": attributes.get("call_status"),
+        "sipCode": int(attributes["sip_code"]) if attributes.get("sip_code", "").isdigit() else None,
+        "reason": attributes.get("sip_reason"),
+        "endedBy": attributes.get("ended_by"),
+        "direction": attributes.get("direction"),
+        "connectionId": attributes.get("connection_id"),
+        "atMs": int(event["at_ms"]),
+    }.items() if value}
+    conversation_id = event["conversation_id"]
+    await session.execute(dialect_insert(session, _conversations).values(
+        _conversation_values(conversation_id, event["app_id"], int(event["at_ms"]))
+    ).on_conflict_do_nothing(index_elements=["id"]))
+    current = await session.scalar(select(_conversations.c.metadata).where(_conversations.c.id == conversation_id))
+    await session.execute(_conversations.update().where(_conversations.c.id == conversation_id).values(
+        metadata={**(current or {}), "telephony": telephony}
+    ))
+
+
+async def _upsert_transcribed_stream(session: AsyncSession, event: dict[str, Any]) -> None:
+    table = TranscribedStream.__table__
+    insert = dialect_insert(session, table).values(
+        stream_id=event["stream_id"],
+        conversation_id=event["conversation_id"],
+        final_count=int(event.get("final_count") or 0),
+        model=(event.get("attributes") or {}).get("model"),
+        transcribed_at_ms=int(event["at_ms"]),
+    )
+    current = table.c.final_count
+    highest = case((current < insert.excluded.final_count, insert.excluded.final_count), else_=current)
+    await session.execute(insert.on_conflict_do_update(index_elements=["stream_id"], set_={"final_count": highest}))
 
 
 async def _apply_final(session: AsyncSession, final: dict[str, Any], now_ms: int, stats: WriteStats) -> None:
@@ -182,9 +236,126 @@ async def _apply_final(session: AsyncSession, final: dict[str, Any], now_ms: int
     stats.messages += 1
 
 
+def insight_rows(record: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
+    message = record["message"]
+    speaker = message["speaker"]
+    return [
+        {
+            "id": insight["insight_id"],
+            "conversation_id": record["conversation_id"],
+            "app_id": record["app_id"],
+            "message_id": message["id"],
+            "type": insight["type"].lower(),
+            "text": insight["text"],
+            "confidence": insight["confidence"],
+            "char_offset": insight["char_offset"],
+            "from_member_id": speaker["id"],
+            "from_name": speaker.get("name"),
+            "from_user_id": speaker.get("user_id"),
+            "assignee_name": insight.get("assignee_name"),
+            "assignee_is_speaker": bool(insight.get("assignee_is_speaker")),
+            "due_by": insight.get("due_by"),
+            "due_text": insight.get("due_text"),
+            "message_start_ms": message["start_ms"],
+            "created_at_ms": now_ms,
+        }
+        for insight in record["insights"]
+    ]
+
+
+def topic_phrases_row(record: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    message = record["message"]
+    return {
+        "message_id": message["id"],
+        "conversation_id": record["conversation_id"],
+        "app_id": record["app_id"],
+        "message_start_ms": message["start_ms"],
+        "sentiment": record["sentiment"],
+        "phrases": record["phrases"],
+        "created_at_ms": now_ms,
+    }
+
+
+def tracker_match_rows(record: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
+    message = record["message"]
+    return [
+        {
+            "id": match["match_id"],
+            "conversation_id": record["conversation_id"],
+            "app_id": record["app_id"],
+            "message_id": message["id"],
+            "message_text": message["text"],
+            "message_start_ms": message["start_ms"],
+            "message_end_ms": message["end_ms"],
+            "tracker_id": match["tracker_id"],
+            "tracker_name": match["tracker_name"],
+            "vocabulary": match["vocabulary"],
+            "mode": match["mode"].lower(),
+            "matched_text": match["matched_text"],
+            "offset": match["offset"],
+            "score": match["score"],
+            "created_at_ms": now_ms,
+        }
+        for match in record["matches"]
+    ]
+
+
+def entity_rows(record: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
+    message = record["message"]
+    return [
+        {
+            "id": entity["entity_id"],
+            "conversation_id": record["conversation_id"],
+            "app_id": record["app_id"],
+            "message_id": message["id"],
+            "message_text": message["text"],
+            "message_start_ms": message["start_ms"],
+            "type": entity["type"],
+            "sub_type": entity.get("sub_type"),
+            "category": entity["category"],
+            "value": entity["value"],
+            "text": entity["text"],
+            "offset": entity["offset"],
+            "created_at_ms": now_ms,
+        }
+        for entity in record["entities"]
+    ]
+
+
+async def _replace_message_rows(session: AsyncSession, model: Any, message_id: str, rows: list[dict[str, Any]]
+                                ) -> None:
+    table = model.__table__
+    await session.execute(delete(table).where(table.c.message_id == message_id))
+    if rows:
+        await session.execute(dialect_insert(session, table).values(rows))
+
+
+async def _apply_text_result(session: AsyncSession, record: StoreRecord, now_ms: int, stats: WriteStats) -> None:
+    value = record.value
+    message_id = value["message"]["id"]
+    if record.topic == INSIGHTS.name:
+        await _replace_message_rows(session, Insight, message_id, insight_rows(value, now_ms))
+    elif record.topic == TOPIC_PHRASES.name:
+        await _replace_message_rows(session, MessageTopicPhrases, message_id, [topic_phrases_row(value, now_ms)])
+    elif record.topic == TRACKER_MATCHES.name:
+        if not value["is_final"]:
+            stats.ignored += 1  # interim matches are for live clients only
+            return
+        await _replace_message_rows(session, TrackerMatch, message_id, tracker_match_rows(value, now_ms))
+    else:
+        await _replace_message_rows(session, Entity, message_id, entity_rows(value, now_ms))
+    kind = record.topic.split(".")[1].upper()
+    stats.by_type[kind] = stats.by_type.get(kind, 0) + 1
+
+
+TEXT_RESULT_TOPICS = frozenset({INSIGHTS.name, TOPIC_PHRASES.name, TRACKER_MATCHES.name, ENTITIES.name})
+
+
 async def apply_record(session: AsyncSession, record: StoreRecord, now_ms: int, stats: WriteStats) -> None:
     """Apply one record inside the caller's transaction."""
-    if record.topic == CONVERSATION_EVENTS.name:
+    if record.topic in TEXT_RESULT_TOPICS:
+        await _apply_text_result(session, record, now_ms, stats)
+    elif record.topic == CONVERSATION_EVENTS.name:
         kind = str(record.value.get("type"))
         stats.by_type[kind] = stats.by_type.get(kind, 0) + 1
         await _apply_event(session, record.value, stats)

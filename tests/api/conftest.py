@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from convoscope.api import api_exception_handlers, api_routes
+from convoscope.api.insights import insight_routes
 from convoscope.auth import AppCredentials, TokenIssuer, create_app, load_token_issuer
 from convoscope.settings import Settings
 
 
 def build_app(settings: Settings, sessions: async_sessionmaker[AsyncSession], tokens: TokenIssuer) -> Starlette:
-    app = Starlette(routes=api_routes(), exception_handlers=api_exception_handlers())
+    app = Starlette(routes=[*api_routes(), *insight_routes()], exception_handlers=api_exception_handlers())
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.tokens = tokens

@@ -21,6 +21,10 @@ from convoscope.synth import DEMO_SCRIPT, Meeting, SynthesisUnavailable, build_m
 from producers.replay import StreamResult, fetch_token, stream_pcm
 
 MEETING_TITLE = "Launch planning"
+# The stack runs the SIP gateway (tests/e2e/test_sip.py) on a free port, with timeouts short enough for tests.
+SIP_TEST_SETTINGS: dict[str, Any] = {
+    "sip_enabled": True, "sip_rtp_port_min": 0, "sip_answer_timeout_s": 3.0, "sip_rtp_timeout_s": 2.5,
+}
 
 
 @dataclass
@@ -81,12 +85,17 @@ def meeting() -> Meeting:
 
 
 async def start_stack(state_dir: Path, database_url: str) -> RunningStack:
-    settings = Settings(port=free_port(), state_dir=state_dir, database_url=database_url)
+    settings = Settings(port=free_port(), state_dir=state_dir, database_url=database_url, **SIP_TEST_SETTINGS,
+                        sip_port=free_port())
     stack = Stack(settings, quiet_children=True)
-    await stack.start()
-    # The PostgreSQL database is shared with other test folders and may already hold apps.
-    app_id, app_secret = await stack.app_credentials("e2e")
-    token = await fetch_token(stack.settings.base_url(), app_id, app_secret)
+    try:
+        await stack.start()
+        # The PostgreSQL database is shared with other test folders and may already hold apps.
+        app_id, app_secret = await stack.app_credentials("e2e")
+        token = await fetch_token(stack.settings.base_url(), app_id, app_secret)
+    except BaseException:
+        await stack.stop()  # a stack that never became ready must not leave its broker and children running
+        raise
     return RunningStack(stack, app_id, app_secret, token)
 
 
@@ -107,3 +116,21 @@ async def postgres_stack(tmp_path_factory: pytest.TempPathFactory, postgres_url:
         yield running
     finally:
         await running.stack.stop()
+
+
+# Whole-stack modules that have not yet had a green run on an idle machine, or that together would push CI past
+# its 20-minute budget: `scripts/test.sh --full` runs them, CI runs the rest. Move a module out of this set once it
+# has passed in a full run.
+EXTENDED_MODULES = frozenset({
+    "test_analytics_and_openapi.py",
+    "test_async_api.py",
+    "test_replay_cli.py",
+    "test_sdk_client.py",
+    "test_sip.py",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in EXTENDED_MODULES:
+            item.add_marker(pytest.mark.extended)

@@ -30,7 +30,7 @@ async def test_processes_report_health_and_metrics_after_a_call(sqlite_stack: Ru
         assert _metric(gateway, "convoscope_gateway_final_delivery_seconds_count") >= finals
         assert _metric(gateway, "convoscope_gateway_active_streams") == 0  # every stream of the call ended
         ports = {child.name: child.health_port for child in sqlite_stack.stack.children if child.health_port}
-        assert set(ports) == {"transcribe", "store"}
+        assert {"transcribe", "insights", "store", "analytics"} <= set(ports)
         for port in ports.values():
             assert (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
             ready = await client.get(f"http://127.0.0.1:{port}/readyz")
@@ -40,3 +40,5 @@ async def test_processes_report_health_and_metrics_after_a_call(sqlite_stack: Ru
         assert _metric(transcriber, "convoscope_transcribe_decode_seconds_count") >= finals
         store = (await client.get(f"http://127.0.0.1:{ports['store']}/metrics")).text
         assert _metric(store, "convoscope_store_records_total") >= finals
+        text = (await client.get(f"http://127.0.0.1:{ports['insights']}/metrics")).text
+        assert _metric(text, "convoscope_insights_records_total") >= 4 * finals  # four processors, every final

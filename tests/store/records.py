@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from convoscope.ids import member_id, message_id
+from processors.insights.records import message_ref
 
 SAMPLE_RATE_HZ = 16_000
 
@@ -67,4 +68,22 @@ def final(
         "language": "en-US",
         "model": "test",
         "produced_at_ms": started_at_ms + end_ms + 500,
+    }
+
+
+def text_result(transcript: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The envelope every text-processor record shares, plus its kind's fields."""
+    return {
+        "message": message_ref(transcript),
+        "conversation_id": transcript["conversation_id"],
+        "app_id": transcript["app_id"],
+        "produced_at_ms": transcript["produced_at_ms"] + 100,
+        **fields,
+    }
+
+
+def insight(insight_id: str, kind: str, text: str, confidence: float = 0.9, **fields: Any) -> dict[str, Any]:
+    return {
+        "insight_id": insight_id, "type": kind, "text": text, "confidence": confidence, "char_offset": 0,
+        "assignee_name": None, "assignee_is_speaker": False, "due_by": None, "due_text": None, **fields,
     }

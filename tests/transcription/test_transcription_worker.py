@@ -151,9 +151,22 @@ async def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(broker, tm
         for final in out.finals_of(stream):
             by_id.setdefault(final["message_id"], final)
         distinct = sorted(by_id.values(), key=lambda f: f["start_sample"])
-        # Re-sent (same id) only for a final acknowledged in the instant before the kill, before its
-        # progress record: the progress topic makes the new owner skip everything else.
-        assert len(out.finals_of(stream)) - len(distinct) <= 1
+        # A final is re-sent only if it was acknowledged in the instant before the kill, before its progress
+        # record (one per final, written after its ack): when a backlog releases two finals of a stream at once,
+        # both can be in that window. The progress topic makes the new owner skip everything else. A re-sent
+        # final keeps its id and its audio span, so stores and live clients, which key on the id, show it once.
+        first_index: dict[str, int] = {}
+        resent = 0
+        for index, final in enumerate(out.finals):
+            if final["stream_id"] != stream:
+                continue
+            if final["message_id"] not in first_index:
+                first_index[final["message_id"]] = index
+                continue
+            resent += 1
+            original = out.finals[first_index[final["message_id"]]]
+            assert (final["start_sample"], final["end_sample"]) == (original["start_sample"], original["end_sample"])
+        assert resent <= 2
         # No lost utterance and no duplicate: each spoken utterance is covered by exactly one message.
         for expected in truth:
             covering = [f for f in distinct if overlaps(f, expected.start_sample, expected.end_sample)]
