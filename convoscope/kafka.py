@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -25,6 +25,7 @@ __all__ = [
     "create_producer",
     "ensure_topics",
     "new_trace_id",
+    "start_partition_reader",
     "trace_headers",
     "trace_id_from",
 ]
@@ -128,6 +129,20 @@ def create_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKa
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **client_options(settings), **options)
+
+
+async def start_partition_reader(settings: Settings, topic_names: Iterable[str], **overrides: Any
+                                 ) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+    """A started consumer outside any group, assigned every partition of ``topic_names``: for readers that
+    need a whole topic (tables, fan-out to live clients). The caller chooses where to start reading."""
+    consumer = create_consumer(settings, group_id=None, **overrides)
+    await consumer.start()
+    await consumer.topics()  # loads metadata so partitions are known
+    partitions = [
+        TopicPartition(name, p) for name in topic_names for p in sorted(consumer.partitions_for_topic(name) or ())
+    ]
+    consumer.assign(partitions)
+    return consumer, partitions
 
 
 async def ensure_topics(settings: Settings, topics: Iterable[Topic], attempts: int = 30) -> None:

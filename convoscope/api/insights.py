@@ -155,8 +155,7 @@ async def get_topics(request: Request) -> Response:
             "messageIds": list(topic.message_ids),
         }
         if with_sentiment:
-            body["sentiment"] = {"polarity": {"score": round(topic.sentiment.score, 3)},
-                                 "suggested": topic.sentiment.suggested}
+            body["sentiment"] = topic.sentiment.as_json()
         if with_parents:
             body["parentRefs"] = [{"type": "topic", "text": topic.parent}] if topic.parent else []
         topics.append(body)

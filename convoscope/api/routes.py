@@ -229,9 +229,7 @@ async def get_messages(request: Request) -> Response:
         from processors.insights.sentiment import message_sentiment
 
         for message in body:
-            sentiment = message_sentiment(message["text"])
-            message["sentiment"] = {"polarity": {"score": round(sentiment.score, 3)},
-                                    "suggested": sentiment.suggested}
+            message["sentiment"] = message_sentiment(message["text"]).as_json()
     return JSONResponse({"messages": body})
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -97,6 +97,10 @@ BUSINESS_LEXICON: dict[str, float] = {
 class Sentiment:
     score: float
     suggested: SentimentLabel
+
+    def as_json(self) -> dict[str, Any]:
+        """Symbl's shape, on messages and topics alike."""
+        return {"polarity": {"score": round(self.score, 3)}, "suggested": self.suggested}
 
 
 def label_for(

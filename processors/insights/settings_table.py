@@ -12,9 +12,9 @@ import contextlib
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from convoscope.kafka import create_consumer
+from convoscope.kafka import start_partition_reader
 from convoscope.settings import Settings
 from schemas.serde import SchemaError
 from schemas.topics import CONVERSATION_SETTINGS
@@ -41,14 +41,7 @@ class ConversationSettingsTable:
         return len(self._rows)
 
     async def start(self) -> None:
-        consumer = create_consumer(self._settings, group_id=None)
-        await consumer.start()
-        await consumer.topics()
-        partitions = [
-            TopicPartition(CONVERSATION_SETTINGS.name, p)
-            for p in sorted(consumer.partitions_for_topic(CONVERSATION_SETTINGS.name) or ())
-        ]
-        consumer.assign(partitions)
+        consumer, partitions = await start_partition_reader(self._settings, [CONVERSATION_SETTINGS.name])
         await consumer.seek_to_beginning(*partitions)
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name="conversation-settings-table")

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from convoscope.kafka import create_consumer
+from convoscope.kafka import start_partition_reader
 from convoscope.settings import Settings
 from schemas.serde import SchemaError
 from schemas.topics import (
@@ -131,15 +131,7 @@ class ResultsHub:
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
 
     async def start(self) -> None:
-        consumer = create_consumer(self._settings, group_id=None)
-        await consumer.start()
-        await consumer.topics()  # loads metadata so partitions are known
-        partitions = [
-            TopicPartition(name, p)
-            for name in RESULT_TOPICS
-            for p in sorted(consumer.partitions_for_topic(name) or ())
-        ]
-        consumer.assign(partitions)
+        consumer, partitions = await start_partition_reader(self._settings, RESULT_TOPICS)
         # Only results produced from now on matter to clients connecting from now on.
         await consumer.seek_to_end(*partitions)
         self._consumer = consumer

@@ -143,9 +143,9 @@ INSIGHT_TYPE_NAMES = {"QUESTION": "question", "ACTION_ITEM": "action_item", "FOL
 
 
 def sentiment_json(score: float) -> dict[str, Any]:
-    from processors.insights.sentiment import label_for
+    from processors.insights.sentiment import Sentiment, label_for
 
-    return {"polarity": {"score": round(score, 3)}, "suggested": label_for(score)}
+    return Sentiment(score, label_for(score)).as_json()
 
 
 def insight_json(insight: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
@@ -202,8 +202,7 @@ def topic_json(conversation_id: str, topic: Any, message_index: dict[str, int], 
         "messageIndex": min((message_index.get(m, 0) for m in topic.message_ids), default=0),
     }
     if with_sentiment:
-        body["sentiment"] = {"polarity": {"score": round(topic.sentiment.score, 3)},
-                             "suggested": topic.sentiment.suggested}
+        body["sentiment"] = topic.sentiment.as_json()
     return body
 
 

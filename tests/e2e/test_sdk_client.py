@@ -459,6 +459,11 @@ async def test_telephony_start_sip_and_stop(sqlite_stack: RunningStack, tmp_path
             assert answer["connectionId"] == call.connection_id
             about = await _eventually(call.conversation.get_conversation, lambda a: a.id is not None)
             assert about.id == call.conversation.conversation_id
+        # The stop is a command to the SIP gateway, which hangs up after the API has answered.
+        for _ in range(75):
+            if "BYE sip:" in sipp_log.read_text(errors="replace"):
+                break
+            await asyncio.sleep(0.2)
     finally:
         if sipp.returncode is None:
             sipp.kill()  # SIPp's built-in uas does not always exit after -m 1
