@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -29,17 +28,14 @@ from starlette.routing import BaseRoute, Route
 from convoscope.api.routes import ApiError, _flag, _json_errors, _members, _owned_conversation, _sessions, authenticate
 from convoscope.api.transcript_format import TranscriptLine, markdown_transcript, srt_transcript
 from convoscope.db.engine import dialect_insert
-from convoscope.db.models import Base, Conversation, Insight, Member, Message, Summary
-from convoscope.ids import CONVOSCOPE_NAMESPACE, member_id
-from convoscope.settings import Settings
-from convoscope.timestamps import iso_ms, now_ms
+from convoscope.db.models import Base, Conversation, Insight, Member, Message
+from convoscope.ids import member_id
 from processors.analytics.report import analytics_json
 from processors.analytics.stored import StoredMember, StoredMessage, conversation_analytics
-from processors.summary.abstractive import AbstractiveSummarizer, SummaryUnavailable
-from processors.summary.extractive import SummaryItem, SummarySource, extractive_summary
 from schemas.topics import ALL_TOPICS
+from sinks.store.summaries import current_summary, display_name, refresh_summary, summary_json
 
-__all__ = ["compacted_topic_names", "conversation_routes", "speaker_intervals", "summarize"]
+__all__ = ["compacted_topic_names", "conversation_routes", "speaker_intervals"]
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +66,6 @@ async def _messages(session: AsyncSession, conversation_id: str) -> list[Message
     return list(rows)
 
 
-def _display_name(member: Member | None) -> str:
-    return (member.name if member else None) or "Unknown speaker"
-
-
 # --- analytics ------------------------------------------------------------------------------------
 
 
@@ -95,98 +87,19 @@ async def get_analytics(request: Request) -> Response:
 # --- summary --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SummaryResult:
-    items: list[SummaryItem]
-    method: str
-    model: str | None
-    fallback_reason: str | None
-
-
-async def summarize(
-    settings: Settings, sources: list[SummarySource], insight_message_ids: set[str]
-) -> SummaryResult:
-    """Abstractive when an LLM endpoint is configured and answers well in time, else extractive."""
-    fallback_reason = None
-    if settings.llm_url and sources:
-        summarizer = AbstractiveSummarizer(
-            settings.llm_url,
-            settings.llm_model,
-            settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-            settings.llm_timeout_s,
-        )
-        try:
-            return SummaryResult(await summarizer.summarize(sources), "abstractive", settings.llm_model, None)
-        except SummaryUnavailable as exc:
-            fallback_reason = str(exc)
-            log.warning("abstractive summary unavailable, using the extractive one: %s", exc)
-    return SummaryResult(extractive_summary(sources, insight_message_ids), "extractive", None, fallback_reason)
-
-
-def _summary_item_json(conversation_id: str, index: int, item: SummaryItem, times: dict[str, tuple[int, int]]
-                       ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": str(uuid.uuid5(CONVOSCOPE_NAMESPACE, f"summary/{conversation_id}/{index}/{item.text}")),
-        "text": item.text,
-        "messageRefs": [{"id": message_id} for message_id in item.message_ids],
-    }
-    spans = [times[m] for m in item.message_ids if m in times]
-    if spans:
-        body["startTime"] = iso_ms(min(s for s, _ in spans))
-        body["endTime"] = iso_ms(max(e for _, e in spans))
-    return body
-
-
-def _summary_json(summary: Summary) -> dict[str, Any]:
-    produced: dict[str, Any] = {"method": summary.method, "createdAt": iso_ms(summary.created_at_ms)}
-    if summary.model:
-        produced["model"] = summary.model
-    if summary.fallback_reason:
-        produced["fallbackReason"] = summary.fallback_reason
-    return {"summary": summary.items, "producedBy": produced}
-
-
 @_json_errors
 async def get_summary(request: Request) -> Response:
-    """GET /v1/conversations/{id}/summary: the stored summary while it covers every message; computed (and stored)
-    when there is none, when messages arrived since, or with ``refresh=true``."""
+    """GET /v1/conversations/{id}/summary: the stored summary while it covers every message (the store worker
+    makes one when the conversation completes); computed and stored when there is none, when messages arrived
+    since, or with ``refresh=true``."""
     app_id = authenticate(request)
-    refresh = _flag(request, "refresh")
-    settings: Settings = request.app.state.settings
     sessions = _sessions(request)
     async with sessions() as session:
         conversation = await _owned_conversation(session, app_id, request.path_params["conversation_id"])
-        stored = await session.get(Summary, conversation.id)
-        count = await session.scalar(select(func.count()).where(Message.conversation_id == conversation.id))
-        if stored is not None and not refresh and stored.message_count == count:
-            return JSONResponse(_summary_json(stored))
-        members = {m.id: m for m in await _members(session, conversation.id)}
-        messages = await _messages(session, conversation.id)
-        insight_ids = set(
-            await session.scalars(select(Insight.message_id).where(Insight.conversation_id == conversation.id))
-        )
-    sources = [SummarySource(m.id, _display_name(members.get(m.member_id)), m.text) for m in messages]
-    result = await summarize(settings, sources, insight_ids)
-    times = {m.id: (m.start_ms, m.end_ms) for m in messages}
-    items = [_summary_item_json(conversation.id, i, item, times) for i, item in enumerate(result.items)]
-    values = {
-        "conversation_id": conversation.id,
-        "app_id": app_id,
-        "method": result.method,
-        "model": result.model,
-        "items": items,
-        "message_count": len(messages),
-        "fallback_reason": result.fallback_reason,
-        "created_at_ms": now_ms(),
-    }
-    async with sessions.begin() as session:
-        insert = dialect_insert(session, Summary.__table__).values(values)
-        await session.execute(
-            insert.on_conflict_do_update(
-                index_elements=["conversation_id"], set_={k: v for k, v in values.items() if k != "conversation_id"}
-            )
-        )
-    return JSONResponse(_summary_json(Summary(**values)))
+        stored = None if _flag(request, "refresh") else await current_summary(session, conversation.id)
+    if stored is None:
+        stored = await refresh_summary(sessions, request.app.state.settings, conversation.id, app_id)
+    return JSONResponse(summary_json(stored))
 
 
 # --- formatted transcript -------------------------------------------------------------------------
@@ -227,7 +140,7 @@ async def post_transcript(request: Request) -> Response:
                 marks[message_id].append(text)
     lines = [
         TranscriptLine(
-            speaker=_display_name(members.get(m.member_id)),
+            speaker=display_name(members.get(m.member_id)),
             text=m.text,
             start_s=m.time_offset_s,
             end_s=m.time_offset_s + m.duration_s,

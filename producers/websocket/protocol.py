@@ -65,6 +65,8 @@ class StartRequest:
     timezone_offset_min: int | None = None
     sentiment: bool = False
     detect_entities: bool = False
+    analytics: bool = False
+    """convoscope's own ``config.analytics``: live ``analytics_response`` messages as talk time changes."""
     tracker_interim_results: bool = False
     enable_all_trackers: bool = True
     no_connection_timeout_s: int = 0
@@ -221,6 +223,7 @@ def _parse_start(body: dict[str, Any]) -> StartRequest:
         timezone_offset_min=timezone_offset,
         sentiment=_flag(config.get("sentiment"), "config.sentiment"),
         detect_entities=_flag(config.get("detectEntities", body.get("detectEntities")), "config.detectEntities"),
+        analytics=_flag(config.get("analytics"), "config.analytics"),
         tracker_interim_results=_flag(tracker_config.get("interimResults"), "config.trackers.interimResults"),
         enable_all_trackers=_flag(enable_all, "enableAllTrackers"),
         no_connection_timeout_s=_int_in_range(

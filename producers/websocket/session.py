@@ -216,6 +216,7 @@ class StreamingSession:
             insight_types=frozenset(t for t in request.insight_types if t != "topic"),
             entities=request.detect_entities,
             sentiment=request.sentiment,
+            analytics=request.analytics,
         ))
         forwarder = asyncio.create_task(self.forward_results(subscription, view), name=f"forward-{stream_id}")
         self.stream = ActiveStream(

@@ -21,6 +21,7 @@ from convoscope.kafka import start_partition_reader
 from convoscope.settings import Settings
 from schemas.serde import SchemaError
 from schemas.topics import (
+    ANALYTICS,
     CONVERSATION_EVENTS,
     ENTITIES,
     INSIGHTS,
@@ -35,7 +36,7 @@ __all__ = ["ResultKind", "ResultsHub", "Subscription"]
 
 log = logging.getLogger(__name__)
 
-ResultKind = Literal["interim", "final", "event", "insights", "topics", "trackers", "entities"]
+ResultKind = Literal["interim", "final", "event", "insights", "topics", "trackers", "entities", "analytics"]
 RESULT_TOPICS: dict[str, tuple[Topic, ResultKind]] = {
     TRANSCRIPTS_INTERIM.name: (TRANSCRIPTS_INTERIM, "interim"),
     TRANSCRIPTS_FINAL.name: (TRANSCRIPTS_FINAL, "final"),
@@ -44,6 +45,7 @@ RESULT_TOPICS: dict[str, tuple[Topic, ResultKind]] = {
     TOPIC_PHRASES.name: (TOPIC_PHRASES, "topics"),
     TRACKER_MATCHES.name: (TRACKER_MATCHES, "trackers"),
     ENTITIES.name: (ENTITIES, "entities"),
+    ANALYTICS.name: (ANALYTICS, "analytics"),
 }
 PER_MESSAGE_KINDS = frozenset({"insights", "topics", "trackers", "entities"})
 SUBSCRIPTION_QUEUE_SIZE = 2_000

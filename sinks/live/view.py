@@ -32,6 +32,7 @@ class LiveOptions:
     trackers: bool = True
     entities: bool = False
     sentiment: bool = False
+    analytics: bool = False
 
     @classmethod
     def everything(cls) -> LiveOptions:
@@ -59,6 +60,7 @@ class LiveView:
     _phrases: dict[str, Any] = field(default_factory=dict)  # message id → MessagePhrases
     _message_index: dict[str, int] = field(default_factory=dict)
     _last_topics: tuple[Any, ...] = ()
+    _analytics_messages: int = 0
 
     def _next(self, kind: str) -> int:
         number = self._sequence.get(kind, 0)
@@ -76,6 +78,8 @@ class LiveView:
             body = entity_response(record, self._sequence.get(kind, 0)) if self.options.entities else None
         elif kind == "topics":
             body = self._topics(record) if self.options.topics else None
+        elif kind == "analytics":
+            body = self._analytics(record) if self.options.analytics else None
         else:
             body = None
         if body is None:
@@ -96,6 +100,15 @@ class LiveView:
                     body["messages"][0]["sentiment"] = sentiment_json(message_sentiment(record["text"]).score)
         self.messages_sent += 1
         return bodies
+
+    def _analytics(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        from processors.analytics.report import record_analytics_response
+
+        # The analytics topic is compacted and rewritten after every final: only a newer state is news.
+        if record["message_count"] <= self._analytics_messages:
+            return None
+        self._analytics_messages = record["message_count"]
+        return record_analytics_response(record, self._sequence.get("analytics", 0))
 
     def _topics(self, record: dict[str, Any]) -> dict[str, Any] | None:
         from processors.insights.topics import MessagePhrases, PhraseCandidate, rank_topics

@@ -5,6 +5,10 @@ Each ``getmany`` batch is written in one database transaction, and its offsets a
 transaction. While the database is unavailable the batch is retried with backoff (nothing is skipped or lost;
 a stop request leaves it uncommitted for the next owner). A record that cannot be decoded, or that the database
 refuses, is logged with ``topic[partition]@offset`` and skipped.
+
+When a conversation completes, the worker also computes and stores its summary, a few seconds later so the text
+processors' last results are in. That is a convenience, not a duty: ``GET .../summary`` computes a missing or
+stale one itself, so a summary lost to a crash costs only the time to compute it on demand.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from schemas.topics import (
     TRANSCRIPTS_FINAL,
     Topic,
 )
+from sinks.store.summaries import refresh_summary
 from sinks.store.writer import StoreRecord, write_batch
 
 if TYPE_CHECKING:
@@ -51,6 +56,8 @@ MAX_BATCH_RECORDS = 500
 POLL_TIMEOUT_MS = 500
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
+SUMMARY_DELAY_S = 5.0
+"""After a conversation completes, how long the summary waits for the last insights of its messages."""
 
 RECORDS = Counter("convoscope_store_records_total", "Records handled by the store worker", ["topic", "outcome"])
 BATCH_SECONDS = Histogram("convoscope_store_batch_seconds", "Time to store one batch, retries included")
@@ -58,6 +65,39 @@ DB_RETRIES = Counter("convoscope_store_db_retries_total", "Database operations r
 
 T = TypeVar("T")
 _BY_NAME = {topic.name: topic for topic in STORE_TOPICS}
+
+
+class SummaryScheduler:
+    """Summaries of completed conversations, computed in the background, one pending task per conversation."""
+
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+                 delay_s: float = SUMMARY_DELAY_S) -> None:
+        self._settings, self._sessions, self._delay_s = settings, sessions, delay_s
+        self._pending: dict[str, asyncio.Task[None]] = {}
+
+    def after_stored(self, records: Sequence[StoreRecord]) -> None:
+        for record in records:
+            if record.topic == CONVERSATION_EVENTS.name and record.value["type"] == "CONVERSATION_COMPLETED":
+                conversation_id = record.value["conversation_id"]
+                if conversation_id not in self._pending:
+                    task = asyncio.create_task(self._summarize(conversation_id, record.value["app_id"]))
+                    self._pending[conversation_id] = task
+                    task.add_done_callback(lambda _, key=conversation_id: self._pending.pop(key, None))
+
+    async def _summarize(self, conversation_id: str, app_id: str) -> None:
+        await asyncio.sleep(self._delay_s)
+        try:
+            summary = await refresh_summary(self._sessions, self._settings, conversation_id, app_id)
+        except Exception:  # the API computes it on demand instead
+            log.exception("summary of conversation %s not stored", conversation_id)
+            return
+        log.info("summary of conversation %s stored (%s, %d messages)", conversation_id, summary.method,
+                 summary.message_count)
+
+    async def close(self) -> None:
+        for task in list(self._pending.values()):
+            task.cancel()
+        await asyncio.gather(*self._pending.values(), return_exceptions=True)
 
 
 def _where(record: ConsumerRecord[bytes, bytes]) -> str:
@@ -221,6 +261,7 @@ async def run_store_worker(
         return
     engine = create_engine(settings)
     sessions = session_factory(engine)
+    summaries = SummaryScheduler(settings, sessions)
     consumer = await _start_consumer(settings, group_id, stop)
     try:
         if consumer is None:
@@ -239,12 +280,14 @@ async def run_store_worker(
             BATCH_SECONDS.observe(time.perf_counter() - started)
             for record in records:
                 RECORDS.labels(record.topic, "stored").inc()
+            summaries.after_stored(records)
             try:
                 await consumer.commit(offsets)
             except KafkaError as exc:
                 # Lost the partitions in a rebalance: the new owner re-reads, and the writes are idempotent.
                 log.warning("offset commit failed, records will be re-read: %s", exc)
     finally:
+        await summaries.close()
         if consumer is not None:
             await consumer.stop()
         await engine.dispose()

@@ -44,9 +44,10 @@ class RunningStack:
     def api(self, token: str | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, headers={"x-api-key": token or self.token}, timeout=15)
 
-    async def stream_meeting(self, meeting: Meeting, connection_id: str | None = None, **kwargs: Any
-                             ) -> list[StreamResult]:
-        """One WebSocket connection per speaker, all on one clock, in real time."""
+    async def stream_meeting(self, meeting: Meeting, connection_id: str | None = None,
+                             config: dict[str, Any] | None = None, **kwargs: Any) -> list[StreamResult]:
+        """One WebSocket connection per speaker, all on one clock, in real time; ``config`` adds to the
+        start_request's config."""
         connection_id = connection_id or str(uuid.uuid4())
         start_at = time.monotonic() + 0.5
         return list(await asyncio.gather(*[
@@ -54,7 +55,8 @@ class RunningStack:
                 self.ws_url(connection_id), self.token, meeting.track_bytes(name),
                 speaker={"name": name, "userId": f"{name.lower()}@example.com"},
                 start_request={"config": {"meetingTitle": MEETING_TITLE,
-                                          "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}}},
+                                          "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000},
+                                          **(config or {})}},
                 start_at=start_at, **kwargs,
             )
             for name in meeting.speakers
@@ -116,21 +118,3 @@ async def postgres_stack(tmp_path_factory: pytest.TempPathFactory, postgres_url:
         yield running
     finally:
         await running.stack.stop()
-
-
-# Whole-stack modules that have not yet had a green run on an idle machine, or that together would push CI past
-# its 20-minute budget: `scripts/test.sh --full` runs them, CI runs the rest. Move a module out of this set once it
-# has passed in a full run.
-EXTENDED_MODULES = frozenset({
-    "test_analytics_and_openapi.py",
-    "test_async_api.py",
-    "test_replay_cli.py",
-    "test_sdk_client.py",
-    "test_sip.py",
-})
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.name in EXTENDED_MODULES:
-            item.add_marker(pytest.mark.extended)

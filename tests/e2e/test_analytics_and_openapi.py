@@ -29,7 +29,7 @@ from convoscope.db.models import Member, Message
 from convoscope.kafka import create_consumer
 from convoscope.synth import Line, Meeting, SynthesisUnavailable, build_meeting
 from processors.analytics.talk_time import intersect, measure, merge
-from producers.replay import fetch_token
+from producers.replay import StreamResult, fetch_token
 from schemas.topics import ANALYTICS
 from tests.e2e.conftest import RunningStack
 
@@ -57,11 +57,11 @@ def overlapping_meeting() -> Meeting:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def conversation_id(sqlite_stack: RunningStack, overlapping_meeting: Meeting) -> str:
-    """The meeting streamed in real time, one connection per speaker, and stored. (Sent as fast as possible,
-    one connection's flood of frames can delay the gateway's first look at the other's, which places the
-    streams apart on the conversation timeline by that delay.)"""
-    results = await sqlite_stack.stream_meeting(overlapping_meeting, stop_timeout_s=180)
+async def streamed(sqlite_stack: RunningStack, overlapping_meeting: Meeting) -> list[StreamResult]:
+    """The meeting streamed in real time, one connection per speaker (asking for live analytics), and stored.
+    (Sent as fast as possible, one connection's flood of frames can delay the gateway's first look at the
+    other's, which places the streams apart on the conversation timeline by that delay.)"""
+    results = await sqlite_stack.stream_meeting(overlapping_meeting, config={"analytics": True}, stop_timeout_s=180)
     (cid,) = {r.conversation_id for r in results}
     # At least one message per scripted utterance (a sentence break may split one), then no more arriving.
     stored = await sqlite_stack.stored_messages(str(cid), len(overlapping_meeting.utterances), timeout_s=120)
@@ -72,7 +72,12 @@ async def conversation_id(sqlite_stack: RunningStack, overlapping_meeting: Meeti
         if len(again) == len(stored):
             break
         stored = again
-    return str(cid)
+    return results
+
+
+@pytest.fixture(scope="module")
+def conversation_id(streamed: list[StreamResult]) -> str:
+    return str(streamed[0].conversation_id)
 
 
 def _truth(meeting: Meeting, placement_s: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
@@ -126,7 +131,7 @@ async def _live_record(running: RunningStack, conversation_id: str, messages: in
 
 
 async def test_talk_time_and_overlap_match_the_script(sqlite_stack: RunningStack, overlapping_meeting: Meeting,
-                                                      conversation_id: str) -> None:
+                                                      streamed: list[StreamResult], conversation_id: str) -> None:
     assert _truth(overlapping_meeting)[1] == pytest.approx(2.0, abs=0.01)  # the script's overlaps, 1.2 s and 0.8 s
     # Each connection's audio is placed on the conversation timeline by when its first frame reached the gateway;
     # the clients start both at once, but a busy machine delays one more than the other. Analytics is judged on
@@ -147,6 +152,18 @@ async def test_talk_time_and_overlap_match_the_script(sqlite_stack: RunningStack
     by_name = {m["name"]: m for m in final["members"]}
     assert by_name["Bob"]["overlap"]["overlappingMembers"][0]["interruptions"] == 2  # Bob talked over Alice twice
     assert by_name["Alice"]["turns"] == 3 and by_name["Bob"]["turns"] == 2
+
+    # Each client asked for live analytics (config.analytics): it was sent the whole conversation's figures as
+    # they grew, the last within a final of the end (the analytics of the last final may come after the client
+    # was told the conversation completed).
+    for result in streamed:
+        pushed = [r.body for r in result.of_type("analytics_response")]
+        assert pushed, "no live analytics_response"
+        assert [body["sequenceNumber"] for body in pushed] == list(range(len(pushed)))
+        last = {m["name"]: m["talkTime"]["seconds"] for m in pushed[-1]["analytics"]["members"]}
+        assert set(last) == {"Alice", "Bob"}, last
+        assert all(last[name] <= talk[name] + 0.002 for name in last), (last, talk)
+        assert sum(last.values()) >= 0.6 * sum(talk.values()), (last, talk)
 
     live = await _live_record(sqlite_stack, conversation_id, len(messages))
     live_talk = {m["speaker"]["name"]: m["talk_ms"] / 1000 for m in live["members"]}

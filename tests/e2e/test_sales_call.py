@@ -142,3 +142,30 @@ async def test_sales_call_insights_live_and_from_the_api(sqlite_stack: RunningSt
     assert {t["text"] for t in stored_topics} & {t["phrases"] for t in topics}
     messages = (await _api_get(stack, f"{base}/messages", sentiment="true"))["messages"]
     assert messages and all(m["sentiment"]["suggested"] in ("positive", "neutral", "negative") for m in messages)
+
+    # -- the summary was made when the call ended, so reading it computes nothing ------------------------------
+    await _wait_for_stored_summary(stack, conversation_id, len(messages))
+    summary = await _api_get(stack, f"{base}/summary")
+    assert summary["summary"] and summary["producedBy"]["method"] == "extractive"
+    assert (await _api_get(stack, f"{base}/summary"))["producedBy"] == summary["producedBy"]
+
+
+async def _wait_for_stored_summary(stack: RunningStack, conversation_id: str, messages: int,
+                                   timeout_s: float = 60.0) -> None:
+    """Until the store worker has stored a summary covering every message (read from the database directly,
+    since asking the API would make one)."""
+    from convoscope.db import create_engine, session_factory
+    from convoscope.db.models import Summary
+
+    engine = create_engine(stack.stack.settings)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            async with session_factory(engine)() as session:
+                stored = await session.get(Summary, conversation_id)
+            if stored is not None and stored.message_count >= messages:
+                return
+            assert time.monotonic() < deadline, f"no stored summary after {timeout_s} s: {stored}"
+            await asyncio.sleep(0.5)
+    finally:
+        await engine.dispose()

@@ -96,3 +96,24 @@ def test_final_messages_carry_sentiment_only_when_asked() -> None:
     assert "sentiment" not in plain[1]["messages"][0]
     with_sentiment = LiveView(CID, LiveOptions(sentiment=True)).render("final", transcript)
     assert with_sentiment[1]["messages"][0]["sentiment"]["suggested"] == "positive"
+
+
+def test_analytics_go_only_to_clients_that_asked_and_only_when_newer() -> None:
+    from processors.analytics.state import ConversationSpeech
+
+    state = ConversationSpeech(CID, "app")
+    state.apply_final(_transcript(0, "one two three four five six", who="Maria"))
+    first = state.to_record(START_MS + 10_000)
+    state.apply_final(_transcript(1, "seven eight nine", who="Maria"))
+    second = state.to_record(START_MS + 20_000)
+
+    assert LiveView(CID, LiveOptions()).render("analytics", second) == []
+    view = LiveView(CID, LiveOptions(analytics=True))
+    [body] = view.render("analytics", first)
+    assert body["type"] == "analytics_response" and body["conversationId"] == CID
+    [member] = body["analytics"]["members"]
+    assert member["name"] == "Maria" and member["talkTime"]["seconds"] > 0
+    assert view.render("analytics", first) == []  # the same state again (a compacted topic re-read)
+    [newer] = view.render("analytics", second)
+    assert newer["sequenceNumber"] == 1
+    assert newer["analytics"]["members"][0]["talkTime"]["seconds"] > member["talkTime"]["seconds"]
