@@ -29,7 +29,7 @@ def load_schemas(folder: Path) -> dict[bytes, dict]:
     for shared in ("speaker.avsc", "word.avsc", "message_ref.avsc"):
         fastavro.parse_schema(json.loads((folder / shared).read_text()), named_schemas=named)
     by_fingerprint = {}
-    for path in sorted(folder.glob("*.avsc")):
+    for path in sorted(folder.rglob("*.avsc")):  # history/ holds earlier versions, still found on older records
         schema = fastavro.parse_schema(json.loads(path.read_text()), named_schemas=dict(named))
         digest = int(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"), 16)
         by_fingerprint[struct.pack("<Q", digest)] = schema

@@ -40,7 +40,7 @@ def test_single_object_encoding_round_trips_and_rejects_foreign_bytes() -> None:
     data = serde.serialize(FINAL)
     assert data[:2] == b"\xc3\x01" and data[2:10] == serde.fingerprint
     assert serde.deserialize(data) == FINAL
-    with pytest.raises(SchemaError, match="another schema"):
+    with pytest.raises(SchemaError, match="no version of"):
         AUDIO_FRAMES.serde.deserialize(data)
     with pytest.raises(SchemaError, match="single-object"):
         serde.deserialize(b"{}")
