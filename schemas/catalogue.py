@@ -18,8 +18,8 @@ Generated from `schemas/topics.py` by `convoscope topics markdown`; a test fails
   schema's canonical form, then the Avro binary body). Any Avro library reads them with the `.avsc` files in
   `schemas/`; `examples/consume_transcripts.py` is a complete consumer in 60 lines.
 - **Evolution rule**: within a topic version (`.v1`), schemas change only in ways that are both backward and forward
-  compatible: add a field *with a default*, or widen a union with `null`. Never remove, rename or retype a field, never
-  reorder enum symbols. Anything else is a new topic version (`.v2`) produced side by side until consumers move.
+  compatible: add a field *with a default*, or add an enum symbol at the end. Never remove, rename or retype a field,
+  never reorder enum symbols. Anything else is a new topic version (`.v2`) produced side by side until consumers move.
   Every released version of a schema stays in `schemas/history/` (listed in `schemas/released.json`; a test fails
   when a schema changes without that), so records written before an upgrade are read after it, resolved to the
   current schema; a consumer that looks fingerprints up in `schemas/` and `schemas/history/` reads them all.

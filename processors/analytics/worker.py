@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
-from convoscope.kafka import create_consumer, create_producer, ensure_topics
+from convoscope.kafka import create_consumer, create_producer, ensure_topics, trace_headers, trace_id_from
 from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
 from processors.analytics.state import ConversationSpeech
@@ -153,6 +153,7 @@ class AnalyticsWorker:
         assert self._consumer is not None and self._producer is not None
         changed: list[str] = []
         offsets: dict[TopicPartition, int] = {}
+        traces: dict[str, str] = {}  # conversation → trace id of its latest final in the batch
         for tp, records in batch.items():
             for record in records:
                 offsets[tp] = record.offset + 1
@@ -166,6 +167,8 @@ class AnalyticsWorker:
                     continue
                 if self.apply(final, tp.partition):
                     FINALS.labels("applied").inc()
+                    if trace_id := trace_id_from(record.headers):
+                        traces[final["conversation_id"]] = trace_id
                     if final["conversation_id"] not in changed:
                         changed.append(final["conversation_id"])
                 else:
@@ -176,7 +179,8 @@ class AnalyticsWorker:
             value = self.states[conversation_id].to_record(at_ms)
             sends.append(
                 await self._producer.send(
-                    ANALYTICS.name, ANALYTICS.serde.serialize(value), key=conversation_id.encode()
+                    ANALYTICS.name, ANALYTICS.serde.serialize(value), key=conversation_id.encode(),
+                    headers=trace_headers(traces.get(conversation_id)),
                 )
             )
         # A failed send raises here, before the commit: the batch is re-read by whoever owns it next.

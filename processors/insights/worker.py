@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 
-from convoscope.kafka import create_consumer, create_producer, ensure_topics
+from convoscope.kafka import create_consumer, create_producer, ensure_topics, trace_headers, trace_id_from
 from convoscope.settings import Settings
 from processors.insights.records import (
     ConversationConfig,
@@ -176,13 +176,14 @@ class _ProcessorLoop:
             if not batch:
                 continue
             started = time.perf_counter()
-            work, offsets = await self._decode(batch)
+            work, offsets, traces = await self._decode(batch)
             outputs = await asyncio.get_running_loop().run_in_executor(self.executor, self._process, work)
             sends = [
                 await self.producer.send(
                     self.processor.output.name,
                     key=record["conversation_id"].encode(),
                     value=self.processor.output.serde.serialize(record),
+                    headers=trace_headers(traces.get(record["message"]["id"])),
                 )
                 for record in outputs
             ]
@@ -196,9 +197,12 @@ class _ProcessorLoop:
 
     async def _decode(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> tuple[list[tuple[dict[str, Any], ConversationConfig]], dict[TopicPartition, int]]:
+    ) -> tuple[list[tuple[dict[str, Any], ConversationConfig]], dict[TopicPartition, int], dict[str, str]]:
+        """Transcripts with their conversation's settings, the offsets to commit after them, and the trace id of
+        each transcript (by message id) that arrived with one."""
         work: list[tuple[dict[str, Any], ConversationConfig]] = []
         offsets: dict[TopicPartition, int] = {}
+        traces: dict[str, str] = {}
         for tp, messages in batch.items():
             topic = self._by_name[tp.topic]
             for message in messages:
@@ -222,7 +226,9 @@ class _ProcessorLoop:
                 wait_s = SETTINGS_WAIT_S if topic is TRANSCRIPTS_FINAL else 0.0
                 config = ConversationConfig.from_record(await self.table.get(transcript["conversation_id"], wait_s))
                 work.append((transcript, config))
-        return work, offsets
+                if trace_id := trace_id_from(message.headers):
+                    traces[transcript.get("message_id") or transcript["utterance_id"]] = trace_id
+        return work, offsets, traces
 
     def _process(self, work: Sequence[tuple[dict[str, Any], ConversationConfig]]) -> list[dict[str, Any]]:
         outputs = []

@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from convoscope.health import Health
 from convoscope.ids import event_id, message_id
-from convoscope.kafka import create_consumer, create_producer, ensure_topics
+from convoscope.kafka import create_consumer, create_producer, ensure_topics, trace_headers, trace_id_from
 from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
 from processors.transcription.asr import Recognizer, Transcription, WhisperRecognizer
@@ -360,6 +360,8 @@ class TranscriptionWorker:
                     "stream_started_at_ms": frame["stream_started_at_ms"],
                     "stream_offset_ms": frame["stream_offset_ms"],
                     "language": frame["language"],
+                    # The call's correlation id (set by the gateway), carried on to everything made from it.
+                    "trace_id": trace_id_from(record.headers),
                 },
                 vad_factory=self.vad_factory,
                 finalized_until_sample=progress["finalized_until_sample"] if progress else 0,
@@ -476,6 +478,7 @@ class TranscriptionWorker:
                 TRANSCRIPTS_INTERIM.name,
                 TRANSCRIPTS_INTERIM.serde.serialize(value),
                 key=state.conversation_id.encode(),
+                headers=trace_headers(meta.get("trace_id")),
             )
         except KafkaError as exc:
             log.debug("interim dropped: %s", exc)  # best effort by contract
@@ -527,6 +530,7 @@ class TranscriptionWorker:
                         TRANSCRIPTS_FINAL.name,
                         TRANSCRIPTS_FINAL.serde.serialize(value),
                         key=state.conversation_id.encode(),
+                        headers=trace_headers(state.metadata.get("trace_id")),
                     )
                 except KafkaError as exc:
                     self._fail(exc)
@@ -602,6 +606,7 @@ class TranscriptionWorker:
                     CONVERSATION_EVENTS.name,
                     CONVERSATION_EVENTS.serde.serialize(event),
                     key=state.conversation_id.encode(),
+                    headers=trace_headers(meta.get("trace_id")),
                 )
             await future
         except KafkaError as exc:

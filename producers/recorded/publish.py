@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from convoscope.ids import event_id
+from convoscope.kafka import new_trace_id
+from convoscope.logs import log_context
 from convoscope.timestamps import now_ms
 from producers.audio import PIPELINE_SAMPLE_RATE_HZ
 from producers.recorded.decode import read_pcm_chunks
@@ -92,7 +94,15 @@ def _frame(conversation: RecordedConversation, track: RecordedTrack, kind: str, 
 async def publish_recording(
     publisher: AudioPublisher, conversation: RecordedConversation, tracks: Sequence[RecordedTrack]
 ) -> None:
-    """Publish the tracks; raises ``PublishError`` if the broker refuses a record."""
+    """Publish the tracks; raises ``PublishError`` if the broker refuses a record. The records carry a new trace id
+    in their headers, as a live call's do."""
+    with log_context(trace_id=new_trace_id(), conversation_id=conversation.conversation_id):
+        await _publish_tracks(publisher, conversation, tracks)
+
+
+async def _publish_tracks(
+    publisher: AudioPublisher, conversation: RecordedConversation, tracks: Sequence[RecordedTrack]
+) -> None:
     c = conversation
     at = now_ms()
     extra = {"job_id": c.job_id, "language": c.language, **(c.attributes or {})}

@@ -45,7 +45,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from convoscope.auth import list_apps
 from convoscope.db import create_engine, migrate, session_factory
 from convoscope.ids import event_id, member_id, new_stream_id
-from convoscope.kafka import create_consumer, create_producer, ensure_topics
+from convoscope.kafka import create_consumer, create_producer, ensure_topics, new_trace_id
+from convoscope.logs import bind_log_context
 from convoscope.registry import join_conversation, leave_conversation, live_conversation_id
 from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
@@ -272,6 +273,8 @@ class Call:
     remote_uri: str = ""
     sip_call_id: str = ""
     legs: list[Leg] = field(default_factory=list)
+    trace_id: str = field(default_factory=new_trace_id)
+    """The call's correlation id, in the Kafka headers of its audio and of everything made from it."""
     status: CallStatus = CallStatus.DIALING
     outgoing: OutgoingCall | None = None
     incoming: IncomingCall | None = None
@@ -735,6 +738,7 @@ class SipGateway:
 
     async def _publish_leg(self, call: Call, leg: Leg) -> None:
         """The leg's frames, in order; the END marker after the last one (a None in the outbox)."""
+        bind_log_context(trace_id=call.trace_id, conversation_id=call.conversation_id, connection_id=call.connection_id)
         loop = asyncio.get_running_loop()
         try:
             while True:

@@ -7,7 +7,17 @@ import re
 import httpx
 import pytest
 
+from convoscope.kafka import start_partition_reader, trace_id_from
 from convoscope.synth import Meeting
+from schemas.topics import (
+    ANALYTICS,
+    AUDIO_FRAMES,
+    ENTITIES,
+    INSIGHTS,
+    TOPIC_PHRASES,
+    TRACKER_MATCHES,
+    TRANSCRIPTS_FINAL,
+)
 from tests.e2e.conftest import RunningStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -42,3 +52,30 @@ async def test_processes_report_health_and_metrics_after_a_call(sqlite_stack: Ru
         assert _metric(store, "convoscope_store_records_total") >= finals
         text = (await client.get(f"http://127.0.0.1:{ports['insights']}/metrics")).text
         assert _metric(text, "convoscope_insights_records_total") >= 4 * finals  # four processors, every final
+
+    # Each connection's trace id travels from its audio to everything made from it, whoever made it.
+    traces = await _trace_ids_by_topic(sqlite_stack, str(results[0].conversation_id))
+    audio_traces = traces[AUDIO_FRAMES.name]
+    assert len(audio_traces) == len(meeting.speakers) and None not in audio_traces  # one per connection
+    for topic in (TRANSCRIPTS_FINAL, INSIGHTS, TOPIC_PHRASES, TRACKER_MATCHES, ENTITIES, ANALYTICS):
+        assert traces.get(topic.name) and traces[topic.name] <= audio_traces, (topic.name, traces)
+
+
+async def _trace_ids_by_topic(running: RunningStack, conversation_id: str) -> dict[str, set[str | None]]:
+    """Per topic, the trace ids on the conversation's records, read from the beginning."""
+    topics = [AUDIO_FRAMES, TRANSCRIPTS_FINAL, INSIGHTS, TOPIC_PHRASES, TRACKER_MATCHES, ENTITIES, ANALYTICS]
+    reader, partitions = await start_partition_reader(running.stack.settings, [t.name for t in topics])
+    found: dict[str, set[str | None]] = {}
+    try:
+        await reader.seek_to_beginning(*partitions)
+        idle = 0
+        while idle < 5:  # until five polls in a row bring nothing
+            batches = await reader.getmany(timeout_ms=300, max_records=5000)
+            idle = 0 if batches else idle + 1
+            for tp, records in batches.items():
+                for record in records:
+                    if record.key == conversation_id.encode():
+                        found.setdefault(tp.topic, set()).add(trace_id_from(record.headers))
+    finally:
+        await reader.stop()
+    return found
