@@ -110,11 +110,13 @@ ROWS: tuple[Row, ...] = (
         Panel("End of utterance → final acknowledged", _quantiles("convoscope_transcribe_final_delay_seconds"),
               unit="s"),
         Panel("Decode time", _quantiles("convoscope_transcribe_decode_seconds", "kind"), unit="s"),
-        Panel("Finals, interims, discarded speculative finals", (
+        Panel("Finals, interims, discarded speculative finals, empty finals", (
             (f"sum(rate(convoscope_transcribe_finals_total{{{NS}}}[$__rate_interval]))", "finals"),
             (f"sum(rate(convoscope_transcribe_interims_total{{{NS}}}[$__rate_interval]))", "interims"),
             (f"sum(rate(convoscope_transcribe_speculative_discarded_total{{{NS}}}[$__rate_interval]))",
              "speculative discarded"),
+            (f"sum(rate(convoscope_transcribe_empty_finals_total{{{NS}}}[$__rate_interval]))",
+             "utterances ≥ 1 s heard as no text"),
         ), unit="ops"),
         Panel("Audio consumer lag", _lag("convoscope-transcribe"), unit="short",
               description="Audio records not yet read; growing lag means live captions fall behind."),

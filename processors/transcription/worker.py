@@ -87,6 +87,10 @@ FINAL_DELAY_SECONDS = Histogram(
 )
 FINALS = Counter("convoscope_transcribe_finals_total", "Final transcripts published")
 INTERIMS = Counter("convoscope_transcribe_interims_total", "Interim transcripts published")
+EMPTY_FINALS = Counter(
+    "convoscope_transcribe_empty_finals_total",
+    "Utterances of at least a second that decoded to no text (judged noise, or a failed decode): nothing published",
+)
 SPECULATIVE_DISCARDED = Counter(
     "convoscope_transcribe_speculative_discarded_total", "Speculative finals thrown away because speech resumed"
 )
@@ -431,6 +435,12 @@ class TranscriptionWorker:
                 if not state.apply_final(job.utterance, job.revision, job.end_sample, result):
                     self.stats.speculative_discarded += 1
                     SPECULATIVE_DISCARDED.inc()
+                elif not result.text and job.end_sample - job.start_sample >= SAMPLE_RATE_HZ:
+                    # Dropped as noise; worth seeing when a user reports missing words.
+                    EMPTY_FINALS.inc()
+                    log.info("stream %s: %.1f s utterance at sample %d decoded to no text (beam %d)",
+                             job.stream_id, (job.end_sample - job.start_sample) / SAMPLE_RATE_HZ,
+                             job.start_sample, job.beam_size)
                 await self._publish_ready(state)
                 await self._maybe_stream_transcribed(state)
             elif isinstance(result, str) and result:
