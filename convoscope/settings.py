@@ -39,6 +39,10 @@ class Settings(BaseSettings):
 
     asr_model: Literal["tiny.en", "base"] = "tiny.en"
     asr_threads: int = Field(default=2, ge=1)
+    asr_decode_lanes: int = Field(
+        default=2, ge=1, le=8,
+        description="Utterances one transcription worker decodes at the same time (finals of several streams)",
+    )
     model_cache_dir: Path = Path.home() / ".cache" / "convoscope" / "models"
 
     jwt_secret: SecretStr | None = Field(

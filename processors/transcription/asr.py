@@ -79,10 +79,12 @@ class Transcription:
 
 
 class Recognizer(Protocol):
-    """Blocking speech recognition; the worker calls it from one decode thread."""
+    """Blocking speech recognition; the worker calls it from up to ``lanes`` decode threads at once."""
 
     model_name: str
     """Goes into FinalTranscript.model, e.g. ``whisper-tiny.en``."""
+    lanes: int
+    """How many decodes may run at the same time (each from its own thread)."""
 
     def transcribe_final(self, audio: np.ndarray, *, beam_size: int = 5) -> Transcription:
         """``audio``: float32 mono 16 kHz in [-1, 1], at most 30 s."""
@@ -171,16 +173,21 @@ def model_directory(model: str, cache_dir: Path) -> Path:
 
 
 class WhisperRecognizer:
-    """Whisper on CPU, int8. Not thread-safe: use it from one thread at a time."""
+    """Whisper on CPU, int8. Safe to call from ``lanes`` threads at once: CTranslate2 runs that many decodes in
+    parallel, each with up to ``threads`` threads. Measured on 2 cores (tiny.en, beam 5, utterances one after
+    another): one lane of 2 threads 8.8x real time at 143 % CPU; two lanes of 2 threads 15.2x at 191 %."""
 
-    def __init__(self, model: str = "tiny.en", cache_dir: Path | None = None, threads: int = 2) -> None:
+    def __init__(self, model: str = "tiny.en", cache_dir: Path | None = None, threads: int = 2,
+                 lanes: int = 1) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         directory = model_directory(model, cache_dir or Path.home() / ".cache" / "convoscope" / "models")
         self.model_name = f"whisper-{model}"
-        self._whisper = WhisperModel(str(directory), device="cpu", compute_type="int8", cpu_threads=threads)
+        self.lanes = lanes
+        self._whisper = WhisperModel(str(directory), device="cpu", compute_type="int8", cpu_threads=threads,
+                                     num_workers=lanes)
         self._tokenizer = Tokenizer(
             self._whisper.hf_tokenizer,
             self._whisper.model.is_multilingual,
@@ -193,7 +200,7 @@ class WhisperRecognizer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WhisperRecognizer:
-        return cls(settings.asr_model, settings.model_cache_dir, settings.asr_threads)
+        return cls(settings.asr_model, settings.model_cache_dir, settings.asr_threads, settings.asr_decode_lanes)
 
     def warm_up(self) -> None:
         """One decode of quiet noise, so the first real utterance does not pay for lazy initialisation."""

@@ -155,7 +155,7 @@ class TranscriptionWorker:
         self._committed: dict[int, int] = {}
         self._wake = asyncio.Event()
         self._publish_lock = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper-decode")
+        self._executor = ThreadPoolExecutor(max_workers=max(1, recognizer.lanes), thread_name_prefix="whisper-decode")
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: asyncio.Future[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -405,46 +405,64 @@ class TranscriptionWorker:
     # --- decoding -------------------------------------------------------------------------------
 
     async def _decode_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            job = self.policy.next_job(self._streams.values(), time.monotonic())
-            if job is None:
+        """Keeps the recognizer's decode lanes busy. The policy picks a job whenever a lane is free, so a live final
+        waits for at most the decodes already running, never for a queue of them."""
+        lanes = max(1, self.recognizer.lanes)
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                while len(running) < lanes:
+                    job = self.policy.next_job(self._streams.values(), time.monotonic())
+                    if job is None:
+                        break
+                    # Taken now, not when the task starts: the next pick must already see this one as running.
+                    state = self._streams[job.stream_id]
+                    audio = state.audio(job.start_sample, job.end_sample)
+                    mark_started(job)
+                    running.add(asyncio.create_task(self._run_job(job, state, audio), name=f"decode-{job.kind}"))
                 self._wake.clear()
-                await self._wake.wait()
-                continue
-            state = self._streams[job.stream_id]
-            audio = state.audio(job.start_sample, job.end_sample)
-            mark_started(job)
-            started = time.monotonic()
-            result = await loop.run_in_executor(self._executor, partial(self._decode, job, audio))
-            finished = time.monotonic()
-            if job.live:
-                # Interims thin out with the load of live work only; recorded audio yields to them anyway.
-                self.policy.record(finished, finished - started)
-            DECODE_SECONDS.labels(job.kind).observe(finished - started)
-            if job.kind == "interim":
-                mark_interim_finished(job)
-                self.stats.interim_decode_s.append(finished - started)
-            else:
-                self.stats.final_decode_s.append(finished - started)
-                self.stats.final_audio_s.append(len(audio) / SAMPLE_RATE_HZ)
-            if self._streams.get(job.stream_id) is not state:
-                continue  # revoked or evicted meanwhile
-            if job.kind == "final":
-                assert isinstance(result, Transcription)
-                if not state.apply_final(job.utterance, job.revision, job.end_sample, result):
-                    self.stats.speculative_discarded += 1
-                    SPECULATIVE_DISCARDED.inc()
-                elif not result.text and job.end_sample - job.start_sample >= SAMPLE_RATE_HZ:
-                    # Dropped as noise; worth seeing when a user reports missing words.
-                    EMPTY_FINALS.inc()
-                    log.info("stream %s: %.1f s utterance at sample %d decoded to no text (beam %d)",
-                             job.stream_id, (job.end_sample - job.start_sample) / SAMPLE_RATE_HZ,
-                             job.start_sample, job.beam_size)
-                await self._publish_ready(state)
-                await self._maybe_stream_transcribed(state)
-            elif isinstance(result, str) and result:
-                await self._send_interim(state, job, result)
+                woken = asyncio.create_task(self._wake.wait())
+                done, _ = await asyncio.wait({*running, woken}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                for task in done - {woken}:
+                    running.discard(task)
+                    task.result()  # a bug in handling a result stops the worker, as it did inline
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _run_job(self, job: DecodeJob, state: StreamState, audio: np.ndarray) -> None:
+        started = time.monotonic()
+        result = await asyncio.get_running_loop().run_in_executor(self._executor, partial(self._decode, job, audio))
+        finished = time.monotonic()
+        if job.live:
+            # Interims thin out with the load of live work only; recorded audio yields to them anyway.
+            self.policy.record(finished, finished - started)
+        DECODE_SECONDS.labels(job.kind).observe(finished - started)
+        if job.kind == "interim":
+            mark_interim_finished(job)
+            self.stats.interim_decode_s.append(finished - started)
+        else:
+            self.stats.final_decode_s.append(finished - started)
+            self.stats.final_audio_s.append(len(audio) / SAMPLE_RATE_HZ)
+        if self._streams.get(job.stream_id) is not state:
+            return  # revoked or evicted meanwhile
+        if job.kind == "final":
+            assert isinstance(result, Transcription)
+            if not state.apply_final(job.utterance, job.revision, job.end_sample, result):
+                self.stats.speculative_discarded += 1
+                SPECULATIVE_DISCARDED.inc()
+            elif not result.text and job.end_sample - job.start_sample >= SAMPLE_RATE_HZ:
+                # Dropped as noise; worth seeing when a user reports missing words.
+                EMPTY_FINALS.inc()
+                log.info("stream %s: %.1f s utterance at sample %d decoded to no text (beam %d)",
+                         job.stream_id, (job.end_sample - job.start_sample) / SAMPLE_RATE_HZ,
+                         job.start_sample, job.beam_size)
+            await self._publish_ready(state)
+            await self._maybe_stream_transcribed(state)
+        elif isinstance(result, str) and result:
+            await self._send_interim(state, job, result)
+        self._wake.set()  # a lane is free: the loop picks the next job
 
     def _decode(self, job: DecodeJob, audio: np.ndarray) -> Transcription | str:
         """Runs in the decode thread. A decoder error on one utterance must not wedge the stream."""

@@ -13,7 +13,7 @@ from processors.transcription.asr import WhisperRecognizer
 
 @pytest.fixture(scope="session")
 def tiny_recognizer() -> WhisperRecognizer:
-    recognizer = WhisperRecognizer("tiny.en", threads=2)
+    recognizer = WhisperRecognizer("tiny.en", threads=2, lanes=2)  # as the worker runs by default
     recognizer.warm_up()
     return recognizer
 
