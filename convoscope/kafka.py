@@ -6,10 +6,10 @@ import asyncio
 import logging
 import ssl
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -19,6 +19,7 @@ from schemas.topics import Topic
 
 __all__ = [
     "TRACE_HEADER",
+    "RebalanceCallbacks",
     "TracingProducer",
     "client_options",
     "create_consumer",
@@ -129,6 +130,20 @@ def create_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKa
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **client_options(settings), **options)
+
+
+class RebalanceCallbacks(ConsumerRebalanceListener):
+    """Hands a consumer group's revocations and assignments (as sets of partitions) to two coroutines."""
+
+    def __init__(self, on_revoked: Callable[[set[TopicPartition]], Awaitable[None]],
+                 on_assigned: Callable[[set[TopicPartition]], Awaitable[None]]) -> None:
+        self._on_revoked, self._on_assigned = on_revoked, on_assigned
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._on_assigned(set(assigned))
 
 
 async def start_partition_reader(settings: Settings, topic_names: Iterable[str], **overrides: Any

@@ -16,11 +16,18 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
-from convoscope.kafka import create_consumer, create_producer, ensure_topics, trace_headers, trace_id_from
+from convoscope.kafka import (
+    RebalanceCallbacks,
+    create_consumer,
+    create_producer,
+    ensure_topics,
+    trace_headers,
+    trace_id_from,
+)
 from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
 from processors.analytics.state import ConversationSpeech
@@ -42,16 +49,6 @@ STATE_LOAD_TIMEOUT_S = 60.0
 FINALS = Counter("convoscope_analytics_finals_total", "Final transcripts seen by the analytics worker", ["outcome"])
 RECORDS = Counter("convoscope_analytics_records_total", "Analytics records produced")
 
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, worker: AnalyticsWorker) -> None:
-        self._worker = worker
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._worker._on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._worker._on_assigned(set(assigned))
 
 
 class AnalyticsWorker:
@@ -75,7 +72,8 @@ class AnalyticsWorker:
         try:
             await self._state_reader.start()
             await self._consumer.start()
-            self._consumer.subscribe([TRANSCRIPTS_FINAL.name], listener=_Rebalance(self))
+            self._consumer.subscribe([TRANSCRIPTS_FINAL.name],
+                                     listener=RebalanceCallbacks(self._on_revoked, self._on_assigned))
             log.info("analytics worker consuming %s as %s", TRANSCRIPTS_FINAL.name, self.group_id)
             while not stop.is_set():
                 batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_POLL_RECORDS)

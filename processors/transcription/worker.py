@@ -22,13 +22,20 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 
 from convoscope.health import Health
 from convoscope.ids import event_id, message_id
-from convoscope.kafka import create_consumer, create_producer, ensure_topics, trace_headers, trace_id_from
+from convoscope.kafka import (
+    RebalanceCallbacks,
+    create_consumer,
+    create_producer,
+    ensure_topics,
+    trace_headers,
+    trace_id_from,
+)
 from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
 from processors.transcription.asr import Recognizer, Transcription, WhisperRecognizer
@@ -117,16 +124,6 @@ class WorkerStats:
     """From the hangover confirming an utterance end to its final being handed to the producer."""
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, worker: TranscriptionWorker) -> None:
-        self._worker = worker
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._worker._on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._worker._on_assigned(set(assigned))
-
 
 class TranscriptionWorker:
     def __init__(
@@ -178,7 +175,8 @@ class TranscriptionWorker:
         try:
             await self._progress_reader.start()
             await self._consumer.start()
-            self._consumer.subscribe([AUDIO_FRAMES.name], listener=_Rebalance(self))
+            self._consumer.subscribe([AUDIO_FRAMES.name],
+                                     listener=RebalanceCallbacks(self._on_revoked, self._on_assigned))
             workers = [
                 asyncio.create_task(self._consume_loop(), name="transcribe-consume"),
                 asyncio.create_task(self._decode_loop(), name="transcribe-decode"),
