@@ -198,13 +198,16 @@ def tracker_matches_record(transcript: dict[str, Any], config: ConversationConfi
 
 
 def entities_record(transcript: dict[str, Any], config: ConversationConfig) -> dict[str, Any]:
+    from processors.insights.due_dates import local_zone
     from processors.insights.entities import detect_entities
     from processors.insights.language import load_nlp
 
     entities: list[dict[str, Any]] = []
     if config.detect_entities:
         message_id = transcript["message_id"]
-        for entity in detect_entities(transcript["text"], nlp=load_nlp(), reference_time=_spoken_at(transcript)):
+        # Dates and times are resolved as the speakers see them: on the conversation's clock (config.timezoneOffset).
+        local_time = _spoken_at(transcript).astimezone(local_zone(config.timezone_offset_min))
+        for entity in detect_entities(transcript["text"], nlp=load_nlp(), reference_time=local_time):
             entities.append(
                 {
                     "entity_id": result_id("entity", message_id, entity.type, entity.offset, entity.text),

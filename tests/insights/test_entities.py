@@ -154,3 +154,21 @@ def test_held_out_f1(nlp: Language, variant: str) -> None:
     assert total.true_positives + total.false_negatives >= 75
     assert total.f1 >= 0.80, "\n".join(scores.errors)
     assert scores.values_correct / scores.values_labeled >= 0.9
+
+
+def test_a_message_resolves_dates_on_the_conversation_clock() -> None:
+    """Said at 23:30 UTC in a conversation at UTC+02:00 (timezoneOffset -120), "tomorrow" is two UTC days later."""
+    from processors.insights.records import ConversationConfig, entities_record
+    from tests.store.records import final, speaker
+
+    spoken_at_ms = int(datetime(2025, 6, 10, 23, 30, tzinfo=UTC).timestamp() * 1000)
+    transcript = final("1700000000000009", "app", "s", speaker("1700000000000009", "Ann"), 0, 0, 32_000,
+                       "Let's regroup tomorrow.", spoken_at_ms)
+
+    def tomorrow(offset_min: int) -> str:
+        record = entities_record(transcript, ConversationConfig(timezone_offset_min=offset_min))
+        return next(e["value"] for e in record["entities"] if e["text"] == "tomorrow")
+
+    assert tomorrow(0) == "2025-06-11"
+    assert tomorrow(-120) == "2025-06-12"  # already June 11th there
+    assert tomorrow(480) == "2025-06-11"  # UTC-08:00: still the afternoon of June 10th
