@@ -1,4 +1,4 @@
-"""Decode scheduling: which utterance the single decode thread works on next. Pure; the caller passes ``now``.
+"""Decode scheduling: which utterance a free decode lane works on next. Pure; the caller passes ``now``.
 
 Rules:
 - Finals first, oldest first (by when they became decodable). A speculative final (silence seen, hangover
@@ -12,7 +12,7 @@ Rules:
   so a burst of utterance ends across many streams cannot snowball behind real time.
 - Recorded audio (streams that are not ``live``: Async API, reprocessing) arrives far faster than real time.
   It gets no interims, and its finals are decoded only when no live stream has a final or an interim due,
-  so a batch job delays a live final by at most the one batch decode in flight.
+  so a batch job delays a live final by at most the batch decodes already in flight (one per lane).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The transcription worker: the Kafka adapter around the pure stream state, decode policy and recognizer.
 
 Consumer group ``convoscope-transcribe`` on the audio topic, manual commits. Per record: VAD + endpointing
-on the event loop (~0.3 ms per 32 ms window). One decode thread runs Whisper, picking work from
-``DecodePolicy``. Finals are published in stream order and awaited; after each acknowledgement the
-conversation's progress record is written. The committed offset of a partition never passes audio
-whose final is not acknowledged (``StreamState.hold_offset``), so a crash loses nothing: the next
+on the event loop (~0.3 ms per 32 ms window). ``lanes`` decode threads (default 2) run Whisper, each taking
+its next job from ``DecodePolicy`` when it is free. Finals are published in stream order and awaited; after
+each acknowledgement the conversation's progress record is written. The committed offset of a partition never
+passes audio whose final is not acknowledged (``StreamState.hold_offset``), so a crash loses nothing: the next
 owner loads the progress topic for its partitions, re-reads from the commit and skips what is final.
 """
 
