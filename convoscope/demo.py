@@ -38,6 +38,43 @@ async def _stored_messages(base_url: str, token: str, conversation_id: str, expe
     return messages
 
 
+async def _conversation_results(base_url: str, token: str, conversation_id: str) -> dict[str, list[dict]]:
+    """Insights, topics and summary from the Conversation API, once the text processors' results are stored."""
+    path = f"/v1/conversations/{conversation_id}"
+    async with httpx.AsyncClient(base_url=base_url, headers={"x-api-key": token}, timeout=30) as client:
+        insights: list[dict] = []
+        deadline = time.monotonic() + STORE_WAIT_S
+        while time.monotonic() < deadline:  # until two reads in a row agree: the store has caught up
+            again = (await client.get(f"{path}/insights")).json()["insights"]
+            if again and len(again) == len(insights):
+                break
+            insights = again
+            await asyncio.sleep(1.0)
+        topics = (await client.get(f"{path}/topics")).json()["topics"]
+        summary = (await client.get(f"{path}/summary")).json()["summary"]
+    return {"insights": insights, "topics": topics, "summary": summary}
+
+
+def _print_results(results: dict[str, list[dict]]) -> None:
+    labels = {"question": "Questions", "action_item": "Action items", "follow_up": "Follow-ups"}
+    for kind, label in labels.items():
+        found = [i for i in results["insights"] if i["type"] == kind]
+        if not found:
+            continue
+        print(f"{label}:")
+        for item in found:
+            owner = (item.get("assignee") or {}).get("name")
+            due = (item.get("dueBy") or "")[:10]
+            extra = ", ".join(part for part in (f"owner {owner}" if owner else "", f"due {due}" if due else "") if part)
+            print(f"  - {item['from'].get('name')}: {item['text']}" + (f"  ({extra})" if extra else ""))
+    if results["topics"]:
+        print("Topics:", ", ".join(t["text"] for t in results["topics"][:6]))
+    if results["summary"]:
+        print("Summary:")
+        for item in results["summary"]:
+            print(f"  - {item['text']}")
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     # The demo's output is the transcript: keep start-up chatter (migrations, topics) out of it.
     logging.getLogger().setLevel(logging.WARNING)
@@ -63,7 +100,8 @@ async def run_demo(args: argparse.Namespace) -> int:
             stream_pcm(
                 ws_url, token, meeting.track_bytes(name),
                 speaker={"name": name, "userId": f"{name.lower()}@example.com"},
-                start_request={"config": {"meetingTitle": "Launch planning (convoscope demo)",
+                start_request={"insightTypes": ["question", "action_item", "follow_up"],
+                               "config": {"meetingTitle": "Launch planning (convoscope demo)",
                                           "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}}},
                 start_at=start_at,
                 # Every connection receives the whole conversation; print one view of it.
@@ -79,6 +117,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         print(json.dumps({"id": conversation_id, "messages": [
             {"from": m["from"].get("name"), "text": m["text"], "startTime": m["startTime"]} for m in stored
         ]}, indent=2))
+        print("\nWhat the text processors found (GET .../insights, .../topics, .../summary):")
+        _print_results(await _conversation_results(base_url, token, str(conversation_id)))
     print(f"\nThe conversation is kept in {settings.database_url.split('///')[-1]}. Fetch it from the API "
           f"(the token is valid for {settings.token_ttl_s // 3600} h):\n"
           f"  .venv/bin/convoscope up --port {settings.port}   # in another terminal\n"
