@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import wave
 from pathlib import Path
@@ -74,3 +75,17 @@ async def test_stream_explains_a_file_that_is_not_audio(sqlite_stack: RunningSta
     code, _, err = await _convoscope("stream", str(tmp_path / "missing.wav"), env=sqlite_stack.stack.env,
                                      cwd=tmp_path)
     assert code == 2 and "no such file" in err
+
+
+async def test_demo_streams_a_meeting_and_shows_what_was_found(tmp_path: Path) -> None:
+    """README's first command: the whole stack on embedded defaults, a meeting streamed live, the results shown."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL")}  # embedded defaults
+    code, out, err = await _convoscope("demo", env=env, cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    transcript, _, found = out.partition("What the text processors found")
+    assert "[00:0" in transcript and "Bob: " in transcript and "Alice: " in transcript  # committed final lines
+    assert "convoscope.db" in os.listdir(tmp_path)
+    action_items = found.split("Action items:")[1].split("Topics:")[0]
+    assert "test report" in action_items and "owner Bob" in action_items, found
+    assert "payment" in found.split("Topics:")[1].split("Summary:")[0], found
+    assert found.split("Summary:")[1].strip().startswith("- "), found
