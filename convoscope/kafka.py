@@ -6,10 +6,10 @@ import asyncio
 import logging
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -26,6 +26,7 @@ __all__ = [
     "create_producer",
     "ensure_topics",
     "new_trace_id",
+    "read_to_highwater",
     "start_partition_reader",
     "trace_headers",
     "trace_id_from",
@@ -144,6 +145,32 @@ class RebalanceCallbacks(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self._on_assigned(set(assigned))
+
+
+async def read_to_highwater(
+    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition], *, what: str, timeout_s: float,
+    poll_ms: int = 100, max_records: int = 5000,
+) -> AsyncIterator[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]:
+    """Every record of ``partitions`` (assigned to ``consumer`` here) from the beginning up to the highwater the
+    fetch responses report: ListOffsets/``end_offsets`` is wrong on the embedded broker, the fetch highwater is
+    right. Raises ``TimeoutError`` naming ``what`` when a partition is not read through in ``timeout_s``."""
+    if not partitions:
+        return
+    consumer.assign(list(partitions))
+    await consumer.seek_to_beginning(*partitions)
+    remaining = set(partitions)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while remaining:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{what} partitions {sorted(tp.partition for tp in remaining)} did not load "
+                               f"within {timeout_s:.0f} s")
+        batches = await consumer.getmany(*remaining, timeout_ms=poll_ms, max_records=max_records)
+        for tp, records in batches.items():
+            yield tp, records
+        for tp in list(remaining):
+            highwater = consumer.highwater(tp)
+            if highwater is not None and await consumer.position(tp) >= highwater:
+                remaining.discard(tp)
 
 
 async def start_partition_reader(settings: Settings, topic_names: Iterable[str], **overrides: Any

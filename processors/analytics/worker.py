@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -25,6 +24,7 @@ from convoscope.kafka import (
     create_consumer,
     create_producer,
     ensure_topics,
+    read_to_highwater,
     trace_headers,
     trace_id_from,
 )
@@ -102,38 +102,24 @@ class AnalyticsWorker:
         """The latest analytics record of every conversation on these partitions, read up to the fetch
         highwater (tansu's ListOffsets is not reliable; the fetch response's highwater is)."""
         assert self._state_reader is not None
-        reader = self._state_reader
         tps = [TopicPartition(ANALYTICS.name, p) for p in partitions]
-        if not tps:
-            return
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        remaining = set(tps)
-        deadline = time.monotonic() + STATE_LOAD_TIMEOUT_S
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"analytics partitions {sorted(tp.partition for tp in remaining)} did not load")
-            batches = await reader.getmany(*remaining, timeout_ms=100, max_records=5000)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.key is None:
-                        continue
-                    conversation_id = record.key.decode()
-                    if record.value is None:  # tombstone: the conversation was deleted
-                        self.states.pop(conversation_id, None)
-                        self._partition_of.pop(conversation_id, None)
-                        continue
-                    try:
-                        value = ANALYTICS.serde.deserialize(record.value)
-                    except SchemaError as exc:
-                        log.warning("skipping bad record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
-                        continue
-                    self.states[conversation_id] = ConversationSpeech.from_record(value)
-                    self._partition_of[conversation_id] = tp.partition
-            for tp in list(remaining):
-                highwater = reader.highwater(tp)
-                if highwater is not None and await reader.position(tp) >= highwater:
-                    remaining.discard(tp)
+        async for tp, records in read_to_highwater(self._state_reader, tps, what="analytics",
+                                                   timeout_s=STATE_LOAD_TIMEOUT_S):
+            for record in records:
+                if record.key is None:
+                    continue
+                conversation_id = record.key.decode()
+                if record.value is None:  # tombstone: the conversation was deleted
+                    self.states.pop(conversation_id, None)
+                    self._partition_of.pop(conversation_id, None)
+                    continue
+                try:
+                    value = ANALYTICS.serde.deserialize(record.value)
+                except SchemaError as exc:
+                    log.warning("skipping bad record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
+                    continue
+                self.states[conversation_id] = ConversationSpeech.from_record(value)
+                self._partition_of[conversation_id] = tp.partition
         log.info("analytics state loaded for partitions %s: %d conversations", partitions, len(self.states))
 
     # --- records --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from convoscope.kafka import (
     create_consumer,
     create_producer,
     ensure_topics,
+    read_to_highwater,
     trace_headers,
     trace_id_from,
 )
@@ -242,36 +243,22 @@ class TranscriptionWorker:
         (tansu's ListOffsets/end_offsets is wrong; the fetch response's highwater is right.)
         """
         assert self._progress_reader is not None
-        reader = self._progress_reader
         tps = [TopicPartition(TRANSCRIPTION_PROGRESS.name, p) for p in partitions]
-        if not tps:
-            return
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        remaining = set(tps)
-        deadline = time.monotonic() + PROGRESS_LOAD_TIMEOUT_S
         loaded = 0
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"progress partitions {sorted(tp.partition for tp in remaining)} did not load")
-            batches = await reader.getmany(*remaining, timeout_ms=100, max_records=5000)
-            for tp, records in batches.items():
-                for record in records:
-                    loaded += 1
-                    if record.value is None:  # a tombstone: the conversation was deleted
-                        if record.key is not None:
-                            self._progress.pop(record.key.decode(), None)
-                        continue
-                    try:
-                        value = TRANSCRIPTION_PROGRESS.serde.deserialize(record.value)
-                    except SchemaError as exc:
-                        log.warning("skipping bad record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
-                        continue
-                    self._merge_progress(value, tp.partition)
-            for tp in list(remaining):
-                highwater = reader.highwater(tp)
-                if highwater is not None and await reader.position(tp) >= highwater:
-                    remaining.discard(tp)
+        async for tp, records in read_to_highwater(self._progress_reader, tps, what="progress",
+                                                   timeout_s=PROGRESS_LOAD_TIMEOUT_S):
+            for record in records:
+                loaded += 1
+                if record.value is None:  # a tombstone: the conversation was deleted
+                    if record.key is not None:
+                        self._progress.pop(record.key.decode(), None)
+                    continue
+                try:
+                    value = TRANSCRIPTION_PROGRESS.serde.deserialize(record.value)
+                except SchemaError as exc:
+                    log.warning("skipping bad record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
+                    continue
+                self._merge_progress(value, tp.partition)
         log.info("loaded %d progress records for partitions %s", loaded, partitions)
 
     def _merge_progress(self, value: dict[str, Any], partition: int) -> None:

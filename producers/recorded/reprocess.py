@@ -9,7 +9,6 @@ still there (frame 0 onwards, no gap) and it has ended.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, BinaryIO
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from convoscope.kafka import create_consumer
+from convoscope.kafka import create_consumer, read_to_highwater
 from convoscope.settings import Settings
 from schemas.serde import SchemaError
 from schemas.topics import AUDIO_FRAMES
@@ -101,41 +100,30 @@ async def read_stored_audio(
     try:
         partitions = sorted(consumer.partitions_for_topic(AUDIO_FRAMES.name) or await _partitions(consumer))
         tps = sorted({TopicPartition(AUDIO_FRAMES.name, partition_of(c, partitions)) for c in wanted.values()})
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        remaining = set(tps)
-        deadline = time.monotonic() + timeout_s
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading audio partitions {sorted(tp.partition for tp in remaining)} timed out")
-            batches = await consumer.getmany(*remaining, timeout_ms=200, max_records=FETCH_RECORDS)
-            for tp, records in batches.items():
-                for record in records:
-                    conversation_id = wanted.get(record.key or b"")
-                    if conversation_id is None:
-                        continue
-                    try:
-                        frame = AUDIO_FRAMES.serde.deserialize(record.value)
-                    except SchemaError as exc:
-                        log.warning("skipping bad record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc)
-                        continue
-                    stream = streams.get(frame["stream_id"])
-                    if stream is None:
-                        stream = streams[frame["stream_id"]] = StoredStream(
-                            stream_id=frame["stream_id"],
-                            speaker=frame["speaker"],
-                            language=frame["language"],
-                            stream_started_at_ms=frame["stream_started_at_ms"],
-                            stream_offset_ms=frame["stream_offset_ms"],
-                            pcm_path=workdir / f"{frame['stream_id']}.s16",
-                        )
-                        by_conversation[conversation_id].append(stream)
-                    stream.add(frame)
-            for tp in list(remaining):
-                # The fetch response's highwater, not end_offsets (wrong on the embedded broker).
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    remaining.discard(tp)
+        async for _, records in read_to_highwater(consumer, tps, what="audio", timeout_s=timeout_s, poll_ms=200,
+                                                  max_records=FETCH_RECORDS):
+            for record in records:
+                conversation_id = wanted.get(record.key or b"")
+                if conversation_id is None:
+                    continue
+                try:
+                    frame = AUDIO_FRAMES.serde.deserialize(record.value)
+                except SchemaError as exc:
+                    log.warning("skipping bad record %s[%d]@%d: %s", record.topic, record.partition, record.offset,
+                                exc)
+                    continue
+                stream = streams.get(frame["stream_id"])
+                if stream is None:
+                    stream = streams[frame["stream_id"]] = StoredStream(
+                        stream_id=frame["stream_id"],
+                        speaker=frame["speaker"],
+                        language=frame["language"],
+                        stream_started_at_ms=frame["stream_started_at_ms"],
+                        stream_offset_ms=frame["stream_offset_ms"],
+                        pcm_path=workdir / f"{frame['stream_id']}.s16",
+                    )
+                    by_conversation[conversation_id].append(stream)
+                stream.add(frame)
     finally:
         for stream in streams.values():
             stream.close()
