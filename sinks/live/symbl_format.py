@@ -18,7 +18,6 @@ __all__ = [
     "recognition_result_final",
     "recognition_result_interim",
     "result_messages",
-    "sentiment_json",
     "speaker_user",
     "topic_json",
     "topic_response",
@@ -81,8 +80,7 @@ def recognition_result_final(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def message_response(record: dict[str, Any], sequence_number: int, sentiment: float | None = None
-                     ) -> dict[str, Any]:
+def message_response(record: dict[str, Any], sequence_number: int) -> dict[str, Any]:
     started = record["stream_started_at_ms"]
     start_ms = started + record["start_sample"] // SAMPLES_PER_MS
     end_ms = started + record["end_sample"] // SAMPLES_PER_MS
@@ -90,7 +88,7 @@ def message_response(record: dict[str, Any], sequence_number: int, sentiment: fl
         {"word": w["word"], "startTime": iso_ms(started + w["start_ms"]), "endTime": iso_ms(started + w["end_ms"])}
         for w in record["words"]
     ]
-    body: dict[str, Any] = {
+    return {
         "type": "message_response",
         "messages": [
             {
@@ -116,9 +114,6 @@ def message_response(record: dict[str, Any], sequence_number: int, sentiment: fl
         ],
         "sequenceNumber": sequence_number,
     }
-    if sentiment is not None:
-        body["messages"][0]["sentiment"] = sentiment_json(sentiment)
-    return body
 
 
 def result_messages(kind: str, record: dict[str, Any], sequence_number: int) -> list[dict[str, Any]]:
@@ -140,12 +135,6 @@ def conversation_completed(conversation_id: str) -> dict[str, Any]:
 # -- insights, topics, trackers, entities (symbl-api.md §2.3 B2-B5) ---------------------------------------------
 
 INSIGHT_TYPE_NAMES = {"QUESTION": "question", "ACTION_ITEM": "action_item", "FOLLOW_UP": "follow_up"}
-
-
-def sentiment_json(score: float) -> dict[str, Any]:
-    from processors.insights.sentiment import Sentiment, label_for
-
-    return Sentiment(score, label_for(score)).as_json()
 
 
 def insight_json(insight: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from sinks.live.symbl_format import (
     entity_response,
     insight_response,
     result_messages,
-    sentiment_json,
     topic_response,
     tracker_response,
 )
@@ -97,7 +96,7 @@ class LiveView:
 
             for body in bodies:
                 if body["type"] == "message_response":
-                    body["messages"][0]["sentiment"] = sentiment_json(message_sentiment(record["text"]).score)
+                    body["messages"][0]["sentiment"] = message_sentiment(record["text"]).as_json()
         self.messages_sent += 1
         return bodies
 
