@@ -447,7 +447,6 @@ class TranscriptionWorker:
             await self._maybe_stream_transcribed(state)
         elif isinstance(result, str) and result:
             await self._send_interim(state, job, result)
-        self._wake.set()  # a lane is free: the loop picks the next job
 
     def _decode(self, job: DecodeJob, audio: np.ndarray) -> Transcription | str:
         """Runs in the decode thread. A decoder error on one utterance must not wedge the stream."""
