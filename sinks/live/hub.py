@@ -63,8 +63,8 @@ class Subscription:
     overflowed: bool = False
     _final_ids: set[str] = field(default_factory=set)
     _finals_by_stream: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    """Message ids of the finals sent to the client, per stream."""
     _covered: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    _finals_per_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _transcribed: dict[str, int] = field(default_factory=dict)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -92,7 +92,6 @@ class Subscription:
 
     def mark_delivered(self, record: dict[str, Any]) -> None:
         """Called by the sender once a final has been written to the socket."""
-        self._finals_per_stream[record["stream_id"]] += 1
         self._finals_by_stream[record["stream_id"]].add(record["message_id"])
         self._changed.set()
 
@@ -106,7 +105,8 @@ class Subscription:
 
     def stream_done(self, stream_id: str) -> bool:
         expected = self._transcribed.get(stream_id)
-        return expected is not None and self._finals_per_stream[stream_id] >= expected
+        # Finals reach the queue once per message id (``offer``), so the set's size is the count delivered.
+        return expected is not None and len(self._finals_by_stream.get(stream_id, ())) >= expected
 
     async def wait_stream_done(self, stream_id: str, timeout_s: float) -> bool:
         """Until the transcriber has finished the stream and all its finals went out to this client."""
