@@ -6,20 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from convoscope.embedded_broker import EmbeddedBroker
-from convoscope.kafka import create_consumer, create_producer
+from convoscope.kafka import create_producer
 from convoscope.settings import Settings
 from processors.analytics.worker import AnalyticsWorker
-from schemas.topics import ANALYTICS, TRANSCRIPTS_FINAL
+from schemas.topics import TRANSCRIPTS_FINAL
+from tests.analytics.reading import latest_analytics
 from tests.store.records import final, speaker
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -42,30 +42,6 @@ async def _send_final(producer: AIOKafkaProducer, value: dict[str, Any]) -> None
     await producer.send_and_wait(
         TRANSCRIPTS_FINAL.name, TRANSCRIPTS_FINAL.serde.serialize(value), key=value["conversation_id"].encode()
     )
-
-
-async def _latest_analytics(settings: Settings, conversation_id: str, min_messages: int,
-                            timeout_s: float = 30.0) -> dict[str, Any]:
-    """The newest analytics record of the conversation once it covers ``min_messages`` finals."""
-    reader = create_consumer(settings)
-    await reader.start()
-    latest: dict[str, Any] | None = None
-    try:
-        await reader.topics()
-        partitions = [TopicPartition(ANALYTICS.name, p) for p in reader.partitions_for_topic(ANALYTICS.name) or ()]
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for records in (await reader.getmany(timeout_ms=200)).values():
-                for record in records:
-                    if record.key == conversation_id.encode() and record.value is not None:
-                        latest = ANALYTICS.serde.deserialize(record.value)
-            if latest is not None and latest["message_count"] >= min_messages:
-                return latest
-    finally:
-        await reader.stop()
-    raise AssertionError(f"no analytics record with {min_messages} messages; latest: {latest}")
 
 
 @contextlib.asynccontextmanager
@@ -94,7 +70,7 @@ async def test_records_follow_finals_and_survive_a_restart(broker: EmbeddedBroke
     async with _running(settings, group):
         await _send_final(producer, ann_first)
         await _send_final(producer, bob_first)
-        record = await _latest_analytics(settings, cid, 2)
+        record = await latest_analytics(settings, cid, 2)
     assert record["talk_ms"] == 7800 and record["overlap_ms"] == 800
     assert {m["speaker"]["name"]: m["talk_ms"] for m in record["members"]} == {"Ann": 4800, "Bob": 3800}
 
@@ -104,7 +80,7 @@ async def test_records_follow_finals_and_survive_a_restart(broker: EmbeddedBroke
     # The same group resumes after the committed finals: without the state rebuilt from the output topic the
     # record would hold only the new final, and without deduplication Bob's words would count twice.
     async with _running(settings, group):
-        record = await _latest_analytics(settings, cid, 3)
+        record = await latest_analytics(settings, cid, 3)
     ann_row = next(m for m in record["members"] if m["speaker"]["name"] == "Ann")
     assert record["message_count"] == 3
     assert ann_row["talk_ms"] == 6600 and ann_row["word_count"] == 10 and ann_row["turns"] == 2

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 import uuid
 from typing import Any
 
@@ -20,17 +19,15 @@ import httpx
 import jsonschema
 import pytest
 import pytest_asyncio
-from aiokafka import TopicPartition
 from sqlalchemy import select
 
 from convoscope.auth import create_app
 from convoscope.db import create_engine, session_factory
 from convoscope.db.models import Member, Message
-from convoscope.kafka import create_consumer
 from convoscope.synth import Line, Meeting, SynthesisUnavailable, build_meeting
 from processors.analytics.talk_time import intersect, measure, merge
 from producers.replay import StreamResult, fetch_token
-from schemas.topics import ANALYTICS
+from tests.analytics.reading import latest_analytics
 from tests.e2e.conftest import RunningStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -107,29 +104,6 @@ async def _stream_placement(running: RunningStack, conversation_id: str) -> dict
         await engine.dispose()
 
 
-async def _live_record(running: RunningStack, conversation_id: str, messages: int, timeout_s: float = 30.0
-                       ) -> dict[str, Any]:
-    assert running.stack.broker is not None
-    reader = create_consumer(running.stack.settings)
-    await reader.start()
-    latest: dict[str, Any] | None = None
-    try:
-        await reader.topics()
-        partitions = [TopicPartition(ANALYTICS.name, p) for p in reader.partitions_for_topic(ANALYTICS.name) or ()]
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and (latest is None or latest["message_count"] < messages):
-            for records in (await reader.getmany(timeout_ms=200)).values():
-                for record in records:
-                    if record.key == conversation_id.encode() and record.value is not None:
-                        latest = ANALYTICS.serde.deserialize(record.value)
-    finally:
-        await reader.stop()
-    assert latest is not None and latest["message_count"] == messages, latest
-    return latest
-
-
 async def test_talk_time_and_overlap_match_the_script(sqlite_stack: RunningStack, overlapping_meeting: Meeting,
                                                       streamed: list[StreamResult], conversation_id: str) -> None:
     assert _truth(overlapping_meeting)[1] == pytest.approx(2.0, abs=0.01)  # the script's overlaps, 1.2 s and 0.8 s
@@ -165,7 +139,8 @@ async def test_talk_time_and_overlap_match_the_script(sqlite_stack: RunningStack
         assert all(last[name] <= talk[name] + 0.002 for name in last), (last, talk)
         assert sum(last.values()) >= 0.6 * sum(talk.values()), (last, talk)
 
-    live = await _live_record(sqlite_stack, conversation_id, len(messages))
+    live = await latest_analytics(sqlite_stack.stack.settings, conversation_id, len(messages))
+    assert live["message_count"] == len(messages), live
     live_talk = {m["speaker"]["name"]: m["talk_ms"] / 1000 for m in live["members"]}
     assert live_talk == pytest.approx(talk, abs=0.002)  # the same words, so the same figures
     assert live["overlap_ms"] / 1000 == pytest.approx(overlap, abs=0.002)
