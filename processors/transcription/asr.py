@@ -175,7 +175,8 @@ def model_directory(model: str, cache_dir: Path) -> Path:
 class WhisperRecognizer:
     """Whisper on CPU, int8. Safe to call from ``lanes`` threads at once: CTranslate2 runs that many decodes in
     parallel, each with up to ``threads`` threads. Measured on 2 cores (tiny.en, beam 5, utterances one after
-    another): one lane of 2 threads 8.8x real time at 143 % CPU; two lanes of 2 threads 15.2x at 191 %."""
+    another, ``bench/decode_lanes.py``): one lane of 2 threads 9.0x real time at 144 % CPU; two lanes of 2 threads
+    15.9x at 191 %."""
 
     def __init__(self, model: str = "tiny.en", cache_dir: Path | None = None, threads: int = 2,
                  lanes: int = 1) -> None:
