@@ -11,8 +11,9 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from sqlalchemy import select
@@ -30,6 +31,7 @@ __all__ = [
     "TokenIssuer",
     "create_app",
     "hash_secret",
+    "key_id",
     "list_apps",
     "load_token_issuer",
     "subprotocol_token",
@@ -45,10 +47,16 @@ SIGNING_KEY_BYTES = 32
 MIN_KEY_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
 TOKEN_ISSUER = "convoscope"
 JWT_ALGORITHM = "HS256"
+VIEW_AUDIENCE = "conversation-view"
 # scrypt cost: ~16 MiB and a few tens of ms per check; secrets are long and random, this is defence in depth.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SCRYPT_SALT_BYTES = 16
 SCRYPT_DKLEN = 32
+
+
+def key_id(key: bytes) -> str:
+    """A JWT ``kid`` that names a key without revealing it."""
+    return hashlib.sha256(b"convoscope-kid:" + key).hexdigest()[:16]
 
 
 class InvalidToken(Exception):
@@ -125,43 +133,75 @@ async def list_apps(sessions: async_sessionmaker[AsyncSession]) -> list[AppInfo]
 
 
 class TokenIssuer:
-    """Issues and checks HS256 access tokens whose subject is the app id. Symbl SDKs read ``exp`` from them."""
+    """Issues and checks HS256 access tokens whose subject is the app id. Symbl SDKs read ``exp`` from them.
 
-    def __init__(self, key: bytes, ttl_s: int = 86_400) -> None:
-        if len(key) < MIN_KEY_BYTES:
-            raise ValueError(f"the JWT signing key (CONVOSCOPE_JWT_SECRET) must be at least {MIN_KEY_BYTES} bytes")
+    Tokens are signed with ``key`` and name it in their ``kid`` header; ``previous_keys`` still verify (never
+    sign), so a key can be rotated without logging every client out: tokens and links signed with the old key
+    work until they expire or the old key is dropped from the list."""
+
+    def __init__(self, key: bytes, ttl_s: int = 86_400, previous_keys: Sequence[bytes] = ()) -> None:
+        for candidate in (key, *previous_keys):
+            if len(candidate) < MIN_KEY_BYTES:
+                raise ValueError(f"JWT signing keys (CONVOSCOPE_JWT_SECRET, CONVOSCOPE_JWT_PREVIOUS_SECRETS) must be "
+                                 f"at least {MIN_KEY_BYTES} bytes")
         self._key = key
+        self._kid = key_id(key)
+        self._verifying = {key_id(k): k for k in (key, *previous_keys)}
         self.ttl_s = ttl_s
+
+    def _decode(self, token: str, **options: Any) -> dict[str, Any]:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from exc
+        # The named key when known; every key for tokens from before key ids (or a kid we do not know).
+        keys = [self._verifying[kid]] if kid in self._verifying else list(self._verifying.values())
+        for key in keys:
+            try:
+                return jwt.decode(token, key, algorithms=[JWT_ALGORITHM], issuer=TOKEN_ISSUER, **options)
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError as exc:
+                raise InvalidToken(str(exc)) from exc
+        raise InvalidToken("Signature verification failed")
 
     def issue(self, app_id: str, *, now_s: int | None = None) -> tuple[str, int]:
         """Returns ``(token, expires_in_s)``."""
         issued_at = int(time.time()) if now_s is None else now_s
         claims = {"sub": app_id, "iat": issued_at, "exp": issued_at + self.ttl_s, "iss": TOKEN_ISSUER}
-        return jwt.encode(claims, self._key, algorithm=JWT_ALGORITHM), self.ttl_s
+        return jwt.encode(claims, self._key, algorithm=JWT_ALGORITHM, headers={"kid": self._kid}), self.ttl_s
 
     def verify(self, token: str) -> str:
         """The app id the token was issued to; raises InvalidToken."""
-        try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=[JWT_ALGORITHM],
-                issuer=TOKEN_ISSUER,
-                options={"require": ["exp", "iat", "sub"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(str(exc)) from exc
+        claims = self._decode(token, options={"require": ["exp", "iat", "sub"]})
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise InvalidToken("token has no subject")
         return subject
 
+    def issue_view_token(self, app_id: str, conversation_id: str, ttl_s: int, *, now_s: int | None = None) -> str:
+        """A token that opens one conversation's page (and its live view) and nothing else: its audience keeps it
+        from being used as an access token, and an access token from being used as one of these."""
+        issued_at = int(time.time()) if now_s is None else now_s
+        claims = {"sub": app_id, "cid": conversation_id, "aud": VIEW_AUDIENCE, "iat": issued_at,
+                  "exp": issued_at + ttl_s, "iss": TOKEN_ISSUER}
+        return jwt.encode(claims, self._key, algorithm=JWT_ALGORITHM, headers={"kid": self._kid})
+
+    def verify_view_token(self, token: str, conversation_id: str) -> str:
+        """The app id a view token was issued for, if it is valid for ``conversation_id``; raises InvalidToken."""
+        claims = self._decode(token, audience=VIEW_AUDIENCE, options={"require": ["exp", "iat", "sub", "aud"]})
+        if claims.get("cid") != conversation_id or not isinstance(claims.get("sub"), str):
+            raise InvalidToken("the link is for another conversation")
+        return str(claims["sub"])
+
 
 async def load_token_issuer(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> TokenIssuer:
     """The key is CONVOSCOPE_JWT_SECRET when set; otherwise one generated key kept in ``signing_keys``.
     Concurrent first starts insert-or-ignore, then all read the row that won."""
+    previous = [k.strip().encode() for k in (settings.jwt_previous_secrets.get_secret_value().split(",")
+                                             if settings.jwt_previous_secrets else ()) if k.strip()]
     if settings.jwt_secret is not None:
-        return TokenIssuer(settings.jwt_secret.get_secret_value().encode(), settings.token_ttl_s)
+        return TokenIssuer(settings.jwt_secret.get_secret_value().encode(), settings.token_ttl_s, previous)
     async with sessions.begin() as session:
         key = await session.scalar(select(SigningKey.key).where(SigningKey.id == SIGNING_KEY_ID))
         if key is None:
@@ -174,7 +214,7 @@ async def load_token_issuer(settings: Settings, sessions: async_sessionmaker[Asy
             key = await session.scalar(select(SigningKey.key).where(SigningKey.id == SIGNING_KEY_ID))
     if key is None:  # pragma: no cover - the insert above or a concurrent one committed
         raise RuntimeError("signing key row missing after insert")
-    return TokenIssuer(bytes(key), settings.token_ttl_s)
+    return TokenIssuer(bytes(key), settings.token_ttl_s, previous)
 
 
 def _lower_keys(mapping: Mapping[str, str]) -> dict[str, str]:

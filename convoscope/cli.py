@@ -94,6 +94,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 from processors.insights.worker import run_text_processors
 
                 await run_text_processors(settings, stop, args.processor or None, health=health)
+            elif args.kind == "email":
+                from sinks.email.worker import run_email_worker
+
+                await run_email_worker(settings, stop, health=health)
+            elif args.kind == "webhooks":
+                from sinks.webhooks.worker import run_webhook_worker
+
+                await run_webhook_worker(settings, stop, health=health)
             else:
                 from sinks.store.worker import run_store_worker
 
@@ -314,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.set_defaults(handler=cmd_gateway)
 
     worker = commands.add_parser("worker", help="a stream-processing worker process")
-    worker.add_argument("kind", choices=["transcribe", "insights", "analytics", "store"])
+    worker.add_argument("kind", choices=["transcribe", "insights", "analytics", "store", "email", "webhooks"])
     worker.add_argument(
         "--processor", action="append", choices=["insights", "topics", "trackers", "entities"],
         help="insights only: run just this text processor (repeatable; default: all four)",

@@ -119,9 +119,14 @@ async def run_demo(args: argparse.Namespace) -> int:
         ]}, indent=2))
         print("\nWhat the text processors found (GET .../insights, .../topics, .../summary):")
         _print_results(await _conversation_results(base_url, token, str(conversation_id)))
+        async with httpx.AsyncClient(base_url=base_url, headers={"x-api-key": token}, timeout=30) as client:
+            page_url = (await client.post(f"/v1/conversations/{conversation_id}/experiences",
+                                          json={"name": "verbose-text-summary"})).json()["url"]
     print(f"\nThe conversation is kept in {settings.database_url.split('///')[-1]}. Fetch it from the API "
           f"(the token is valid for {settings.token_ttl_s // 3600} h):\n"
           f"  .venv/bin/convoscope up --port {settings.port}   # in another terminal\n"
           f"  curl -H 'x-api-key: {token}' \\\n"
-          f"      {base_url}/v1/conversations/{conversation_id}/messages")
+          f"      {base_url}/v1/conversations/{conversation_id}/messages\n"
+          f"or read it in a browser, by its signed link (valid {settings.view_link_ttl_s // 86_400} days):\n"
+          f"  {page_url}")
     return 0

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from convoscope.api import api_exception_handlers, api_routes
+from convoscope.api.body_limit import BodySizeLimit, is_recording_upload
+from convoscope.api.emails import email_routes
 from convoscope.api.insights import insight_routes
+from convoscope.api.page import page_routes
 from convoscope.auth import load_token_issuer
 from convoscope.db import create_engine, migrate, session_factory
 from convoscope.health import metrics_response
@@ -43,8 +45,6 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
         await producer.start()
         hub = ResultsHub(settings)
         await hub.start()
-        # Topic ranking imports spaCy (seconds): do it now, off the event loop, not inside the first request.
-        await asyncio.to_thread(importlib.import_module, "processors.insights.topics")
         services = Services(settings=settings, sessions=sessions, tokens=tokens, producer=producer, hub=hub)
         app.state.services = services
         # The REST handlers read these three directly.
@@ -64,8 +64,10 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
             await engine.dispose()
 
     return Starlette(
-        routes=[*api_routes(), *insight_routes(), *streaming_routes(), *telephony_routes(),
-                Route("/metrics", metrics_response)],
+        routes=[*api_routes(), *insight_routes(), *email_routes(), *page_routes(), *streaming_routes(),
+                *telephony_routes(), Route("/metrics", metrics_response)],
         exception_handlers=api_exception_handlers(),
+        middleware=[Middleware(BodySizeLimit, limit_bytes=settings.max_request_body_bytes,
+                               exempt=is_recording_upload)],
         lifespan=lifespan,
     )

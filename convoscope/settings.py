@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         default=DEFAULT_SQLITE_URL,
         validation_alias=AliasChoices("DATABASE_URL", "CONVOSCOPE_DATABASE_URL"),
     )
+    database_timeout_s: float = Field(
+        default=5.0, gt=0,
+        description="Connecting to PostgreSQL, or waiting for a pooled connection, gives up after this: the API "
+        "answers 503 instead of hanging while the database is unreachable",
+    )
 
     asr_model: Literal["tiny.en", "base"] = "tiny.en"
     asr_threads: int = Field(default=2, ge=1)
@@ -49,6 +54,11 @@ class Settings(BaseSettings):
         default=None,
         description="HS256 signing key for access tokens; unset: one is generated and kept in the database.",
     )
+    jwt_previous_secrets: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated earlier signing keys: they still verify tokens and page links (never sign), "
+        "so CONVOSCOPE_JWT_SECRET can be rotated without cutting clients off",
+    )
     token_ttl_s: int = Field(default=86_400, ge=60)
 
     host: str = "127.0.0.1"
@@ -60,6 +70,17 @@ class Settings(BaseSettings):
     health_port: int | None = Field(default=None, ge=0, le=65535, description="Workers' /healthz, /readyz, /metrics")
 
     max_frame_bytes: int = 8192
+    max_streams_per_app: int = Field(
+        default=500, ge=1, description="Streams (WebSocket start_requests) one app may have open on one gateway"
+    )
+    max_stream_s: float = Field(default=4 * 3600.0, gt=0, description="Longest audio one stream may send, seconds")
+    max_control_messages_per_s: float = Field(
+        default=10.0, gt=0, description="Text messages a streaming connection may send a second on average"
+    )
+    max_control_burst: int = Field(default=50, ge=1, description="...and in a burst")
+    max_request_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest JSON request body of the REST API (recordings excepted)"
+    )
     stop_timeout_s: float = Field(default=30.0, gt=0)
 
     # Telephony (producers/sip, docs/telephony.md): the SIP gateway process, `convoscope gateway sip`.
@@ -101,6 +122,30 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     max_concurrent_jobs: int = Field(default=100, ge=1, description="Per app, jobs scheduled or in progress")
     job_timeout_s: float = Field(default=86_400.0, gt=0, description="A job not completed after this has failed")
+
+    # Webhooks (sinks/webhooks, `convoscope worker webhooks`).
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Deliveries of one event to one webhook before it is dead-lettered"
+    )
+    webhook_backoff_initial_s: float = Field(default=1.0, gt=0, description="First retry delay; doubles, with jitter")
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0, description="Longest delay between two attempts")
+    webhook_concurrency: int = Field(default=32, ge=1, description="Deliveries one webhook sink sends at once")
+
+    # Summary emails (sinks/email, `convoscope worker email`).
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SMTP_URL", "CONVOSCOPE_SMTP_URL"),
+        description="smtp://[user:password@]host[:port] (STARTTLS when offered; ?starttls=require to insist) or "
+        "smtps://... (TLS from the start); unset: summary emails are recorded as failed, not sent",
+    )
+    smtp_from: str = Field(default="convoscope <convoscope@localhost>", description="From header of summary emails")
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    email_max_attempts: int = Field(default=5, ge=1, description="Tries to send one summary email")
+
+    # The conversation page (GET /conversations/{id}) and its signed links.
+    view_link_ttl_s: int = Field(
+        default=30 * 86_400, ge=60, description="How long a signed conversation page link (emails, summaryInfo) works"
+    )
 
     @field_validator("media_dirs", mode="before")
     @classmethod

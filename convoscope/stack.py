@@ -84,6 +84,8 @@ class Stack:
         env["CONVOSCOPE_HOST"] = self.settings.host
         env["CONVOSCOPE_PORT"] = str(self.settings.port)
         env.update(sip_environment(self.settings))
+        if self.settings.smtp_url is not None:  # set on Settings (not only in our environment): the email worker's
+            env["SMTP_URL"] = self.settings.smtp_url.get_secret_value()
         return env
 
     async def start(self) -> None:
@@ -103,6 +105,8 @@ class Stack:
             Child("insights", [python, "-m", "convoscope", "worker", "insights"], free_port()),
             Child("store", [python, "-m", "convoscope", "worker", "store"], free_port()),
             Child("analytics", [python, "-m", "convoscope", "worker", "analytics"], free_port()),
+            Child("email", [python, "-m", "convoscope", "worker", "email"], free_port()),
+            Child("webhooks", [python, "-m", "convoscope", "worker", "webhooks"], free_port()),
             Child("gateway", [python, "-m", "convoscope", "gateway"]),
         ]
         if settings.sip_enabled:

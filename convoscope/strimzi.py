@@ -59,9 +59,7 @@ def _unique(topics: Any) -> tuple[Topic, ...]:
 
 
 def process_access() -> tuple[KafkaAccess, ...]:
-    """Every process kind's topics and groups, from the constants the process modules export.
-
-    Sinks that do not exist yet (webhooks, email) get an entry here when their command lands."""
+    """Every process kind's topics and groups, from the constants the process modules export."""
     from convoscope.api.conversations import compacted_topic_names
     from processors.analytics.worker import ANALYTICS_GROUP
     from processors.insights.worker import TEXT_PROCESSORS, group_id
@@ -76,9 +74,12 @@ def process_access() -> tuple[KafkaAccess, ...]:
         TRANSCRIPTION_PROGRESS,
         TRANSCRIPTS_FINAL,
         TRANSCRIPTS_INTERIM,
+        WEBHOOK_DEADLETTER,
     )
+    from sinks.email.worker import EMAIL_GROUP
     from sinks.live.hub import RESULT_TOPICS
     from sinks.store.worker import STORE_GROUP, STORE_TOPICS
+    from sinks.webhooks.worker import WEBHOOK_TOPICS, WEBHOOKS_GROUP
 
     by_name = {topic.name: topic for topic in ALL_TOPICS}
     ingest = (AUDIO_FRAMES, CONVERSATION_EVENTS, CONVERSATION_SETTINGS)  # what a gateway publishes per stream
@@ -121,6 +122,13 @@ def process_access() -> tuple[KafkaAccess, ...]:
             groups=(ANALYTICS_GROUP,),
         ),
         KafkaAccess("convoscope-store", ("worker store",), reads=_unique(STORE_TOPICS), groups=(STORE_GROUP,)),
+        # Summary emails: reads CONVERSATION_COMPLETED, everything else comes from the database.
+        KafkaAccess("convoscope-email", ("worker email",), reads=(CONVERSATION_EVENTS,), groups=(EMAIL_GROUP,)),
+        KafkaAccess("convoscope-webhooks", ("worker webhooks",), reads=_unique(WEBHOOK_TOPICS),
+                    writes=(WEBHOOK_DEADLETTER,), groups=(WEBHOOKS_GROUP,)),
+        # No convoscope process reads the webhook dead letters: they are for people and tools outside it (inspect,
+        # alert, re-send), who get this read-only identity rather than a process's.
+        KafkaAccess("convoscope-deadletter-reader", (), reads=(WEBHOOK_DEADLETTER,)),
     )
 
 

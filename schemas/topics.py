@@ -27,6 +27,7 @@ __all__ = [
     "TRANSCRIPTION_PROGRESS",
     "TRANSCRIPTS_FINAL",
     "TRANSCRIPTS_INTERIM",
+    "WEBHOOK_DEADLETTER",
     "Topic",
 ]
 
@@ -163,6 +164,17 @@ TELEPHONY_COMMANDS = Topic(
     retention_ms=DAY_MS,
     delivery="at least once; deduplicate by command_id",
 )
+WEBHOOK_DEADLETTER = Topic(
+    name="convoscope.webhooks.deadletter.v1",
+    schema_file="webhook_deadletter.avsc",
+    doc=(
+        "Webhook deliveries given up on (refused with a 4xx other than 408/429, or attempts exhausted), with the "
+        "exact body sent; written by the webhook sink (`convoscope worker webhooks`)."
+    ),
+    key="webhook id (UTF-8)",
+    retention_ms=30 * DAY_MS,
+    delivery="at least once; deduplicate by delivery_id",
+)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     AUDIO_FRAMES,
@@ -177,4 +189,5 @@ ALL_TOPICS: tuple[Topic, ...] = (
     ENTITIES,
     ANALYTICS,
     TELEPHONY_COMMANDS,
+    WEBHOOK_DEADLETTER,
 )

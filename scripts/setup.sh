@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 want_test="${1:-}"
 apt_packages=(espeak-ng sox)
 if [[ "$want_test" == "test" ]]; then
-  # portaudio19-dev: the official `symbl` SDK (used in tests) builds PyAudio; sip-tester: SIPp.
-  apt_packages+=(portaudio19-dev sip-tester)
+  # portaudio19-dev: the official `symbl` SDK (used in tests) builds PyAudio; sip-tester: SIPp;
+  # chromium: the conversation page's browser tests (Playwright drives it through executablePath).
+  apt_packages+=(portaudio19-dev sip-tester chromium)
 fi
 
 missing=()

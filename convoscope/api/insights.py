@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +23,10 @@ from convoscope.db.models import Entity, Insight, Member, MessageTopicPhrases, T
 from convoscope.ids import result_id
 from convoscope.timestamps import now_ms
 
-__all__ = ["insight_routes"]
+if TYPE_CHECKING:
+    from processors.insights.topics import RankedTopic
+
+__all__ = ["conversation_topics", "detected_trackers", "insight_json", "insight_routes"]
 
 INSIGHT_KINDS = {"questions": "question", "action-items": "action_item", "follow-ups": "follow_up"}
 RESPONSE_KEYS = {"question": "questions", "action_item": "actionItems", "follow_up": "followUps"}
@@ -123,20 +126,16 @@ async def get_insights(request: Request) -> Response:
     return JSONResponse({"insights": await _insights(request, None)})
 
 
-@_json_errors
-async def get_topics(request: Request) -> Response:
-    """GET /v1/conversations/{conversation_id}/topics ``?sentiment=true`` ``?parentRefs=true``"""
+async def conversation_topics(session: AsyncSession, conversation_id: str,
+                              limit: int = TOPICS_LISTED) -> list[RankedTopic]:
+    """The conversation's ranked topics, from the stored candidate phrases of its messages."""
     from processors.insights.topics import MessagePhrases, PhraseCandidate, rank_topics
 
-    app_id = authenticate(request)
-    with_sentiment, with_parents = _flag(request, "sentiment"), _flag(request, "parentRefs")
-    async with _sessions(request)() as session:
-        conversation = await _owned_conversation(session, app_id, request.path_params["conversation_id"])
-        rows = list(await session.scalars(
-            select(MessageTopicPhrases)
-            .where(MessageTopicPhrases.conversation_id == conversation.id)
-            .order_by(MessageTopicPhrases.message_start_ms, MessageTopicPhrases.message_id)
-        ))
+    rows = list(await session.scalars(
+        select(MessageTopicPhrases)
+        .where(MessageTopicPhrases.conversation_id == conversation_id)
+        .order_by(MessageTopicPhrases.message_start_ms, MessageTopicPhrases.message_id)
+    ))
     messages = [
         MessagePhrases(
             message_id=row.message_id,
@@ -145,8 +144,19 @@ async def get_topics(request: Request) -> Response:
         )
         for row in rows
     ]
+    return rank_topics(messages, limit=limit) if messages else []
+
+
+@_json_errors
+async def get_topics(request: Request) -> Response:
+    """GET /v1/conversations/{conversation_id}/topics ``?sentiment=true`` ``?parentRefs=true``"""
+    app_id = authenticate(request)
+    with_sentiment, with_parents = _flag(request, "sentiment"), _flag(request, "parentRefs")
+    async with _sessions(request)() as session:
+        conversation = await _owned_conversation(session, app_id, request.path_params["conversation_id"])
+        ranked = await conversation_topics(session, conversation.id)
     topics = []
-    for topic in rank_topics(messages, limit=TOPICS_LISTED) if messages else []:
+    for topic in ranked:
         body: dict[str, Any] = {
             "id": result_id("topic", conversation.id, topic.phrase.lower()),
             "text": topic.phrase,
@@ -162,15 +172,13 @@ async def get_topics(request: Request) -> Response:
     return JSONResponse({"topics": topics})
 
 
-async def _trackers_detected(request: Request) -> Response:
-    app_id = authenticate(request)
-    async with _sessions(request)() as session:
-        conversation = await _owned_conversation(session, app_id, request.path_params["conversation_id"])
-        rows = list(await session.scalars(
-            select(TrackerMatch)
-            .where(TrackerMatch.conversation_id == conversation.id)
-            .order_by(TrackerMatch.tracker_name, TrackerMatch.message_start_ms, TrackerMatch.id)
-        ))
+async def detected_trackers(session: AsyncSession, conversation_id: str) -> list[dict[str, Any]]:
+    """Symbl's trackers-detected body: each tracker that matched, with its matched phrases and their messages."""
+    rows = list(await session.scalars(
+        select(TrackerMatch)
+        .where(TrackerMatch.conversation_id == conversation_id)
+        .order_by(TrackerMatch.tracker_name, TrackerMatch.message_start_ms, TrackerMatch.id)
+    ))
     trackers: dict[str, dict[str, Any]] = {}
     for row in rows:
         tracker = trackers.setdefault(row.tracker_id, {"id": row.tracker_id, "name": row.tracker_name,
@@ -179,7 +187,14 @@ async def _trackers_detected(request: Request) -> Response:
             "type": "vocabulary", "value": row.vocabulary, "messageRefs": [], "insightRefs": [],
         })
         match["messageRefs"].append({"id": row.message_id, "text": row.message_text, "offset": row.offset})
-    body = [{**t, "matches": list(t["matches"].values())} for t in trackers.values()]
+    return [{**t, "matches": list(t["matches"].values())} for t in trackers.values()]
+
+
+async def _trackers_detected(request: Request) -> Response:
+    app_id = authenticate(request)
+    async with _sessions(request)() as session:
+        conversation = await _owned_conversation(session, app_id, request.path_params["conversation_id"])
+        body = await detected_trackers(session, conversation.id)
     return JSONResponse(body)
 
 

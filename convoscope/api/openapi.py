@@ -133,6 +133,22 @@ SCHEMAS: dict[str, Schema] = {
          "createdAt": ISO_TIME, "updatedAt": ISO_TIME},
         {"sourceConversationId": STRING, "error": STRING},
     ),
+    "Webhook": obj({"id": STRING, "url": STRING, "eventTypes": array(STRING), "conversationId": nullable(STRING),
+                    "createdAt": ISO_TIME}, {"secret": STRING}),
+    "WebhookInput": obj(
+        {"url": STRING, "eventTypes": {**array({"enum": ["conversation.completed", "message.final",
+                                                         "insight.detected", "tracker.matched", "job.completed",
+                                                         "job.failed"]}), "minItems": 1}},
+        {"conversationId": STRING, "secret": STRING}, closed=False),
+    "WebhookDelivery": obj({
+        "id": STRING, "eventId": STRING, "eventType": STRING, "conversationId": nullable(STRING),
+        "status": {"enum": ["pending", "delivered", "dead"]}, "attempts": INTEGER,
+        "lastStatusCode": nullable(INTEGER), "lastError": nullable(STRING), "createdAt": ISO_TIME,
+        "updatedAt": ISO_TIME, "nextAttemptAt": nullable(ISO_TIME), "deliveredAt": nullable(ISO_TIME)}),
+    "SummaryEmail": obj({
+        "recipients": array(STRING), "status": {"enum": ["requested", "sent", "failed"]}, "attempts": INTEGER,
+        "lastError": nullable(STRING), "requestedAt": ISO_TIME, "sentAt": nullable(ISO_TIME),
+        "messageId": nullable(STRING)}),
     "Reprocess": obj({
         "jobs": array(obj({"conversationId": STRING, "jobId": STRING, "sourceConversationId": STRING})),
         "skipped": array(obj({"conversationId": STRING, "status": INTEGER, "reason": STRING})),
@@ -212,6 +228,15 @@ _tracker_item_ops = {
     "delete": operation("Delete a tracker", MESSAGE_ONLY, tag="Management"),
 }
 
+_html_page = {"content": {"text/html": {"schema": STRING}}}
+_conversation_page = {
+    **operation("The conversation page (HTML) for people: by a signed link (?token=) or an access token",
+                STRING, tag="Pages", errors=(), query={"token": STRING}, ok_type="text/html"),
+    "responses": {"200": {"description": "OK", **_html_page},
+                  "401": {"description": "No valid link or token", **_html_page},
+                  "404": {"description": "No such conversation for this app", **_html_page}},
+}
+
 PATHS: dict[str, dict[str, dict[str, Any]]] = {
     "/oauth2/token:generate": {"post": operation(
         "Generate an access token", ref("Token"), tag="Auth", errors=("400", "401"), body=ref("TokenRequest"),
@@ -244,6 +269,9 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
     f"{_CONVERSATION}/summary": {"get": operation(
         "Summary (extractive, or abstractive when an LLM is configured)", ref("Summary"), tag="Conversations",
         query={"refresh": _FLAG})},
+    f"{_CONVERSATION}/emails": {"get": operation(
+        "The summary email (sendSummaryEmail action): recipients, status, attempts, last error",
+        obj({"emails": array(ref("SummaryEmail"))}), tag="Conversations")},
     f"{_CONVERSATION}/transcript": {"post": operation(
         "Formatted transcript (Markdown or SRT)", ref("Transcript"), tag="Conversations",
         errors=("400", "401", "404"), body=ref("TranscriptRequest"))},
@@ -264,6 +292,14 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
         "Tracker matches (deprecated path the SDKs call)", array(ref("TrackerDetected")), tag="Insights")},
     f"{_CONVERSATION}/entities": {"get": operation(
         "Entities", obj({"entities": array(ref("Entity"))}), tag="Insights")},
+    f"{_CONVERSATION}/experiences": {"post": operation(
+        "A signed, expiring link to the conversation page (Symbl's summary UI)",
+        obj({"name": STRING, "url": STRING}), tag="Conversations", errors=("400", "401", "404"),
+        body=obj({}, {"name": {"enum": ["verbose-text-summary", "video-summary"]},
+                      "expiresIn": {"type": "integer", "minimum": 60, "maximum": 31622400}}, closed=False))},
+    "/conversations/{conversation_id}": {"get": _conversation_page},
+    "/static/conversation-live.js": {"get": operation(
+        "The conversation page's script", STRING, tag="Pages", errors=(), auth=False, ok_type="text/javascript")},
     "/v1/manage/trackers": {
         **_tracker_ops,
         "get": operation("Trackers of the app", obj({"trackers": array(ref("Tracker"))}), tag="Management",
@@ -272,6 +308,22 @@ PATHS: dict[str, dict[str, dict[str, Any]]] = {
     "/v1/manage/tracker": _tracker_ops,
     "/v1/manage/trackers/{tracker_id}": _tracker_item_ops,
     "/v1/manage/tracker/{tracker_id}": _tracker_item_ops,
+    "/v1/manage/webhooks": {
+        "post": operation("Register a webhook (the answer shows its signing secret, once)",
+                          obj({"webhook": ref("Webhook")}), tag="Webhooks", status="201",
+                          errors=("400", "401", "409"), body=ref("WebhookInput")),
+        "get": operation("Webhooks of the app", obj({"webhooks": array(ref("Webhook"))}), tag="Webhooks",
+                         errors=("401",)),
+    },
+    "/v1/manage/webhooks/{webhook_id}": {
+        "get": operation("A webhook", obj({"webhook": ref("Webhook")}), tag="Webhooks"),
+        "delete": operation("Delete a webhook and its delivery log", MESSAGE_ONLY, tag="Webhooks"),
+    },
+    "/v1/manage/webhooks/{webhook_id}/deliveries": {"get": operation(
+        "The webhook's delivery log, newest first", obj({"deliveries": array(ref("WebhookDelivery"))}),
+        tag="Webhooks", errors=("400", "401", "404"),
+        query={"status": {"enum": ["pending", "delivered", "dead"]},
+               "limit": {"type": "integer", "minimum": 0, "maximum": 1000}})},
     "/v1/process/audio": {"post": _process_audio},
     "/v1/process/audio/{conversation_id}": {"put": {**_process_audio, "summary": "Append a recording"}},
     "/v1/process/audio/url": {"post": _process_url},

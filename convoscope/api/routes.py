@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -247,6 +249,7 @@ async def healthz(request: Request) -> Response:
 def api_routes() -> list[BaseRoute]:
     from convoscope.api.conversations import conversation_routes  # it builds on this module's helpers
     from convoscope.api.openapi import openapi_routes
+    from convoscope.api.webhooks import webhook_routes  # the webhook Management API, built on these helpers
     from producers.recorded.api import recorded_routes  # the Async API, also built on these helpers
 
     return [
@@ -258,6 +261,7 @@ def api_routes() -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         *conversation_routes(),
         *recorded_routes(),
+        *webhook_routes(),
         *openapi_routes(),
     ]
 
@@ -269,6 +273,35 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
+DATABASE_UNAVAILABLE = "The database is unavailable; nothing was changed. Try again in a few seconds."
+DATABASE_RETRY_AFTER_S = 5
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached now (down, refusing, overloaded, too slow to answer),
+    as opposed to a bug or a bad query."""
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+        # 08: connection exception; 57P: operator intervention (shutdown, cannot connect now); 53300: too many
+        # connections; 55000: e.g. the database does not accept connections now.
+        return sqlstate.startswith(("08", "57P")) or sqlstate in ("53300", "55000")
+    if isinstance(exc, (OSError, TimeoutError)):
+        # Raised raw by the driver while connecting; elsewhere (files, URLs) they are not about the database.
+        return any("sqlalchemy" in frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc.__traceback__))
+    return False
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    if not database_unreachable(exc):
+        return await _server_error(request, exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, DATABASE_UNAVAILABLE, headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "Internal server error.")
@@ -276,4 +309,6 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def api_exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
     """Pass to ``Starlette(exception_handlers=...)`` so 404/405/500 are JSON like the endpoints' own errors."""
-    return {HTTPException: _http_error, Exception: _server_error}
+    # Handled here rather than by the catch-all, so a database outage is a 503 the client can retry, not a 500.
+    return {HTTPException: _http_error, SQLAlchemyError: _database_error, OSError: _database_error,
+            TimeoutError: _database_error, Exception: _server_error}

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+DEFAULT_DATABASE_TIMEOUT_S = 5.0
 # Any fixed 64-bit number: serialises `migrate` across processes on PostgreSQL.
 MIGRATION_LOCK_KEY = 0x636F6E766F73636F
 
@@ -53,7 +54,12 @@ def create_engine(settings_or_url: Settings | str, **kwargs: Any) -> AsyncEngine
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    timeout_s = (settings_or_url.database_timeout_s if isinstance(settings_or_url, Settings)
+                 else DEFAULT_DATABASE_TIMEOUT_S)
     kwargs.setdefault("pool_pre_ping", True)
+    # asyncpg's own connect timeout is 60 s: a black-holed database would hold every request that long.
+    kwargs.setdefault("connect_args", {"timeout": timeout_s})
+    kwargs.setdefault("pool_timeout", timeout_s)
     return create_async_engine(url, **kwargs)
 
 

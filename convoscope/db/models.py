@@ -25,9 +25,12 @@ __all__ = [
     "MessageTopicPhrases",
     "SigningKey",
     "Summary",
+    "SummaryEmail",
     "Tracker",
     "TrackerMatch",
     "TranscribedStream",
+    "Webhook",
+    "WebhookDelivery",
 ]
 
 NAMING_CONVENTION = {
@@ -282,3 +285,73 @@ class Summary(Base):
     fallback_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     """Why the abstractive summarizer was not used although configured (error, timeout), else None."""
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Webhook(Base):
+    """A receiver an app registered (``/v1/manage/webhooks``) for some event types, optionally of one conversation.
+    ``secret`` signs every delivery (HMAC-SHA256); it must be readable to sign, so it is stored as given."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    conversation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: the outbox row the webhook sink sends from, and the delivery log the API shows.
+
+    ``id`` is derived from the webhook and event ids, so an event read twice is queued once. ``body`` is the exact
+    JSON sent, so every retry carries the same bytes (and signature over them, with a fresh timestamp).
+    ``status``: pending (waiting for ``next_attempt_at_ms``), delivered, or dead (attempts exhausted or refused
+    with a 4xx; also written to the dead-letter topic)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at_ms", "status", "next_attempt_at_ms"),
+        Index("ix_webhook_deliveries_webhook_id_created_at_ms", "webhook_id", "created_at_ms"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(36))
+    app_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(32))
+    conversation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at_ms: Mapped[int] = mapped_column(BigInteger)
+    lease_until_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """A sender owns the row until then; a sender that died leaves it to the next one after the lease expires."""
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+    delivered_at_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class SummaryEmail(Base):
+    """The ``sendSummaryEmail`` action of a conversation: who asked to get it, and whether it went out.
+
+    One row per conversation; recipients of several requests (one per speaker's connection) are merged.
+    ``status``: requested, sent, or failed (attempts exhausted; ``last_error`` says why)."""
+
+    __tablename__ = "summary_emails"
+
+    conversation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64), index=True)
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    message_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The Message-ID header of the email sent."""
+    requested_at_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+    sent_at_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

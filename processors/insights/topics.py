@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from spacy.language import Language
-from spacy.tokens import Doc, Token
+from typing import TYPE_CHECKING
 
 from processors.insights.sentiment import Sentiment, label_for
+
+if TYPE_CHECKING:  # only annotations: ranking stored phrases (the API, the email sink) must not load spaCy
+    from spacy.language import Language
+    from spacy.tokens import Doc, Token
 
 __all__ = ["MessagePhrases", "PhraseCandidate", "RankedTopic", "phrase_candidates", "rank_topics"]
 

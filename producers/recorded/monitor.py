@@ -4,7 +4,9 @@ Every ``interval_s`` it reads the open jobs and the progress of their streams (o
 status change: on completion first announces CONVERSATION_COMPLETED (idempotent: its event id is derived from
 the job), then compare-and-sets the status; the gateway whose update wins calls the job's webhook with
 ``{"jobId", "status"}`` (``scheduled`` is sent by the gateway that accepted the job). Webhooks are at most once
-per change: three attempts, then a warning in the log.
+per change: three attempts, then a warning in the log. Webhooks registered through ``/v1/manage/webhooks`` for
+``job.completed``/``job.failed`` get theirs queued in the outbox in the transaction of the status change, and sent
+by the webhook sink with its retries and signature.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from convoscope.timestamps import now_ms
 from producers.recorded.jobs import OPEN_STATUSES, JobStatus, derive_status, stream_progress, transition
 from producers.recorded.publish import conversation_event
 from producers.websocket.publisher import AudioPublisher, PublishError
+from sinks.webhooks.logic import job_event
+from sinks.webhooks.outbox import queue_events
 
 __all__ = ["JobMonitor"]
 
@@ -103,9 +107,14 @@ class JobMonitor:
                     log.warning("job %s: completion not announced yet: %s", job.id, exc)
                     continue
             async with self._sessions.begin() as session:
-                won = await transition(session, job.id, job.status, status, now_ms(), error=error)
+                changed_at = now_ms()
+                won = await transition(session, job.id, job.status, status, changed_at, error=error)
                 if won and status is JobStatus.COMPLETED and job.source_conversation_id:
                     await _link_version(session, job)
+                if won:
+                    # In the same transaction as the status change: the registered webhooks' job.completed /
+                    # job.failed deliveries are queued exactly when the change is stored (the webhook sink sends).
+                    await _queue_job_webhooks(session, job, status, changed_at, error)
             if won:
                 JOB_TRANSITIONS.labels(status.value).inc()
                 log.info("job %s of conversation %s: %s", job.id, job.conversation_id, status.value)
@@ -146,6 +155,13 @@ class JobMonitor:
             reason = f"HTTP {response.status_code}"
         WEBHOOKS.labels("failed").inc()
         log.warning("webhook for job %s (%s) not delivered: %s", body["jobId"], body["status"], reason)
+
+
+async def _queue_job_webhooks(session: AsyncSession, job: Job, status: JobStatus, at_ms: int,
+                              error: str | None) -> None:
+    event = job_event(job.app_id, job.conversation_id, job.id, status.value, at_ms, error)
+    if event is not None:
+        await queue_events(session, [event], at_ms)
 
 
 async def _link_version(session: AsyncSession, job: Job) -> None:

@@ -30,6 +30,8 @@ from convoscope.ids import event_id
 from convoscope.registry import join_conversation, leave_conversation
 from convoscope.services import Services
 from convoscope.timestamps import now_ms
+from convoscope.view_links import conversation_page_url
+from producers.actions import recipients_attribute
 from producers.conversation_settings import InlineTracker, conversation_settings_record
 from producers.sip.requests import (
     ConnectStart,
@@ -111,7 +113,7 @@ async def _start(request: Request, services: Services, app_id: str, start: Conne
         "conversation_id": conversation_id, "app_id": app_id, "type": "CONVERSATION_STARTED", "at_ms": at,
         "stream_id": None, "member": None, "name": start.name, "final_count": None,
         "attributes": {"source": "sip", "connection_id": start.connection_id, "uri": start.uri,
-                       "direction": "outbound"},
+                       "direction": "outbound", **recipients_attribute(start.summary_emails)},
     })
     await publisher.conversation_settings(conversation_settings_record(
         conversation_id, app_id, joined.conversation_started_at_ms,
@@ -154,13 +156,14 @@ async def _stop(request: Request, services: Services, app_id: str, stop: Connect
     if connection.open_streams > 0:
         await _publish_command(services, stop_command(connection.conversation_id, app_id, stop.connection_id,
                                                       now_ms()))
-    base = (services.settings.public_url or str(request.base_url)).rstrip("/")
+    page = conversation_page_url(services.settings, services.tokens, app_id, connection.conversation_id,
+                                 base_url=str(request.base_url))
     return JSONResponse({
         "connectionId": stop.connection_id,
         "conversationId": connection.conversation_id,
         **_urls(services, request, stop.connection_id),
-        # No prebuilt summary UI here: each entry links the conversation in the Conversation API.
-        "summaryInfo": [{"url": f"{base}/v1/conversations/{connection.conversation_id}"}],
+        # Symbl's prebuilt summary UI: here the conversation page, by a signed link that expires.
+        "summaryInfo": [{"url": page}],
     })
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convoscope.ids import member_id
+from producers.actions import ActionError, parse_actions, summary_email_recipients
 
 __all__ = [
     "ConnectStart",
@@ -28,7 +29,6 @@ __all__ = [
 SIP_URI = re.compile(r"^sip:(?:[^@\s;]+@)?[A-Za-z0-9.\-\[\]:]+(?:;[^\s]*)?$", re.IGNORECASE)
 CONNECTION_ID = re.compile(r"^[A-Za-z0-9_=+\-]{1,128}$")
 INSIGHT_TYPES = frozenset({"question", "action_item", "follow_up", "topic"})
-ACTION_NAMES = frozenset({"sendSummaryEmail"})
 
 
 class TelephonyRequestError(ValueError):
@@ -53,6 +53,11 @@ class ConnectStart:
     users: tuple[dict[str, Any], ...] = ()
     insight_types: tuple[str, ...] = ()
     trackers: tuple[TrackerSpec, ...] = ()
+
+    @property
+    def summary_emails(self) -> tuple[str, ...]:
+        """Who the ``sendSummaryEmail`` actions ask to get the summary email (validated by the parser)."""
+        return summary_email_recipients(parse_actions(list(self.actions)))
 
     def callee(self, conversation_id: str) -> dict[str, Any]:
         """The member the called party's audio belongs to: the single session user if there is one, else the
@@ -90,16 +95,10 @@ def _language(body: dict[str, Any]) -> str:
 
 
 def _actions(value: Any) -> tuple[dict[str, Any], ...]:
-    if value in (None, {}):
-        return ()
-    if not isinstance(value, list):
-        raise TelephonyRequestError("actions must be a list.")
-    for action in value:
-        if not isinstance(action, dict) or action.get("invokeOn") not in ("start", "stop") or not action.get("name"):
-            raise TelephonyRequestError("each action needs invokeOn (\"start\" or \"stop\") and a name.")
-        if action["name"] not in ACTION_NAMES:
-            raise TelephonyRequestError(f"unknown action {action['name']!r}; supported: sendSummaryEmail.")
-    return tuple(value)
+    try:
+        return tuple(action.raw for action in parse_actions(value))
+    except ActionError as exc:
+        raise TelephonyRequestError(str(exc)) from exc
 
 
 def _trackers(value: Any) -> tuple[TrackerSpec, ...]:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
 
 from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from convoscope.auth import InvalidToken, subprotocol_token, token_from_request
 from convoscope.kafka import new_trace_id
@@ -17,8 +15,7 @@ from convoscope.logs import bind_log_context
 from convoscope.registry import live_conversation_id
 from convoscope.services import Services
 from producers.websocket.session import CloseCode, StreamingSession
-from sinks.live.symbl_format import conversation_completed
-from sinks.live.view import LiveOptions, LiveView
+from sinks.live.relay import relay_conversation
 
 __all__ = ["streaming_routes"]
 
@@ -86,34 +83,12 @@ async def subscribe_endpoint(websocket: WebSocket) -> None:
         }))
         await websocket.close(1008, "unknown connectionId")
         return
-    subscription = services.hub.subscribe(conversation_id)
-    view = LiveView(conversation_id, LiveOptions.everything())
 
-    async def drain_client() -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while (await websocket.receive())["type"] != "websocket.disconnect":
-                pass
-
-    watcher = asyncio.create_task(drain_client())
-    try:
+    async def announce() -> None:
         await websocket.send_text(json.dumps({"type": "message", "message": {
             "type": "subscription_started", "data": {"conversationId": conversation_id}}}))
-        while not watcher.done():
-            getter = asyncio.create_task(subscription.queue.get())
-            await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-                break
-            kind, record = getter.result()
-            for body in view.render(kind, record):
-                await websocket.send_text(json.dumps(body))
-            if kind == "event" and record["type"] == "CONVERSATION_COMPLETED":
-                await websocket.send_text(json.dumps(conversation_completed(conversation_id)))
-    except WebSocketDisconnect:
-        pass
-    finally:
-        watcher.cancel()
-        services.hub.unsubscribe(subscription)
+
+    await relay_conversation(websocket, services.hub, conversation_id, announce)
 
 
 def streaming_routes() -> list[BaseRoute]:

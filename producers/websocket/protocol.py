@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from producers.actions import ActionError, parse_actions, summary_email_recipients
 from producers.audio import AudioFormat, AudioFormatError
 
 __all__ = [
@@ -72,6 +73,8 @@ class StartRequest:
     no_connection_timeout_s: int = 0
     disconnect_on_stop: bool = True
     disconnect_on_stop_timeout_s: int = MAX_TIMEOUT_S
+    summary_emails: tuple[str, ...] = ()
+    """Recipients of the summary email (``actions: [{"name": "sendSummaryEmail", ...}]``), sent on completion."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -211,6 +214,11 @@ def _parse_start(body: dict[str, Any]) -> StartRequest:
     # enableAllTrackers appears both in config.trackers (docs) and at the top level (Go SDK).
     enable_all = tracker_config.get("enableAllTrackers", body.get("enableAllTrackers", True))
 
+    try:
+        summary_emails = summary_email_recipients(parse_actions(body.get("actions")))
+    except ActionError as exc:
+        raise ProtocolError("Bad request", str(exc)) from exc
+
     title = config.get("meetingTitle", body.get("meetingTitle"))
     return StartRequest(
         audio_format=audio_format,
@@ -234,5 +242,6 @@ def _parse_start(body: dict[str, Any]) -> StartRequest:
             body.get("disconnectOnStopRequestTimeout"), "disconnectOnStopRequestTimeout", 0, MAX_TIMEOUT_S,
             MAX_TIMEOUT_S,
         ),
+        summary_emails=summary_emails,
         raw=body,
     )

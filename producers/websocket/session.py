@@ -17,8 +17,10 @@ from convoscope.logs import bind_log_context
 from convoscope.registry import join_conversation, leave_conversation
 from convoscope.services import Services
 from convoscope.timestamps import now_ms
+from producers.actions import recipients_attribute
 from producers.audio import PIPELINE_SAMPLE_RATE_HZ, AudioNormalizer
 from producers.conversation_settings import InlineTracker, app_trackers, conversation_settings_record
+from producers.websocket.limits import StreamSlots, TokenBucket
 from producers.websocket.protocol import (
     PING,
     PONG,
@@ -53,12 +55,19 @@ FINAL_DELIVERY_SECONDS = Histogram(
 # noConnectionTimeout, so a client reconnecting to the same connectionId continues the conversation (Symbl's
 # semantics). Keyed by (app_id, connection_id); each held seat's task waits for its timeout or its release event.
 _HELD_SEATS: dict[tuple[str, str], dict[asyncio.Task[None], asyncio.Event]] = {}
+_STREAM_SLOTS: dict[int, StreamSlots] = {}
+"""Open streams per app on this process, one counter per configured limit (tests run gateways in one process)."""
+
+
+def _stream_slots(limit: int) -> StreamSlots:
+    return _STREAM_SLOTS.setdefault(limit, StreamSlots(limit))
 
 
 class CloseCode:
     NORMAL = 1000
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    POLICY_VIOLATION = 1008
     TRY_AGAIN_LATER = 1013
     UNAUTHORIZED = 4001
 
@@ -91,6 +100,9 @@ class StreamingSession:
         self.stream: ActiveStream | None = None
         self._send_lock = asyncio.Lock()
         self._warned_audio_before_start = False
+        settings = services.settings
+        self._control_budget = TokenBucket(settings.max_control_messages_per_s, settings.max_control_burst)
+        self._slots = _stream_slots(settings.max_streams_per_app)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -138,6 +150,15 @@ class StreamingSession:
                     await asyncio.shield(self.end_stream(notify_client=False, client_vanished=True))
 
     async def on_text(self, text: str) -> bool:
+        if not self._control_budget.take():
+            settings = self.services.settings
+            await self.send_error("Too many requests", (
+                f"more than {settings.max_control_messages_per_s:g} messages a second (bursts of "
+                f"{settings.max_control_burst}) on one connection; the connection is closed, audio already sent "
+                "is kept"))
+            await self.end_stream(notify_client=False)
+            await self.close(CloseCode.POLICY_VIOLATION, "too many messages")
+            return False
         if text.strip() == PING:
             await self.send_text(PONG)
             return True
@@ -192,11 +213,30 @@ class StreamingSession:
         pcm = self.stream.normalizer.push(data)
         if pcm:
             await self.publish_pcm(self.stream, pcm)
+        longest_s = self.services.settings.max_stream_s
+        if self.stream.samples >= longest_s * PIPELINE_SAMPLE_RATE_HZ:
+            await self.send_error("Limit reached", f"a stream may carry at most {longest_s:g} s of audio; this one "
+                                                   "was stopped there and its results are complete")
+            await self.end_stream(notify_client=True)
+            await self.close(CloseCode.POLICY_VIOLATION, "stream duration limit")
+            return False
         return True
 
     # -- stream lifecycle ----------------------------------------------------------------------
 
     async def start(self, request: StartRequest) -> None:
+        if not self._slots.acquire(self.app_id):
+            await self.send_error("Too many streams", (
+                f"this app already has {self._slots.limit} streams open on this gateway; stop one or retry later"))
+            return
+        try:
+            await self._start(request)
+        except BaseException:
+            if self.stream is None:
+                self._slots.release(self.app_id)
+            raise
+
+    async def _start(self, request: StartRequest) -> None:
         services = self.services
         joined = await join_conversation(
             services.sessions, self.app_id, self.connection_id, request.meeting_title, now_ms()
@@ -260,6 +300,8 @@ class StreamingSession:
                                                        {"name": t.name, "vocabulary": list(t.vocabulary)}
                                                        for t in request.trackers
                                                    ]),
+                                                   # the store worker records the request (sinks/email sends it)
+                                                   **recipients_attribute(request.summary_emails),
                                                }))
         data = {"conversationId": conversation_id}
         await self.send_json({"type": "message", "message": {"type": "started_listening"}})
@@ -315,6 +357,7 @@ class StreamingSession:
         if stream is None:
             return
         self.stream = None
+        self._slots.release(self.app_id)
         ACTIVE_STREAMS.dec()
         tail = stream.normalizer.flush()
         if tail:

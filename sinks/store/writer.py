@@ -5,6 +5,8 @@ Rules (docs/architecture.md, "Delivery guarantees"):
   (start = stream start - stream offset), without overwriting what an event already set.
 - CONVERSATION_COMPLETED sets end_ms to the latest completion seen.
 - MEMBER_JOINED and every final upsert the speaker as a member.
+- An event whose attributes carry ``summary_emails`` (a ``sendSummaryEmail`` action, producers/actions.py) upserts
+  the conversation's ``summary_emails`` row, its recipients merged as a set, for the email sink (sinks/email).
 - STREAM_TRANSCRIBED records how many finals the stream has in all (the highest count seen), so readers (Async API
   jobs) can tell when every one of them is stored.
 - Finals insert a message ON CONFLICT DO NOTHING by message id, and are dropped when their stream already has a
@@ -31,9 +33,11 @@ from convoscope.db.models import (
     Member,
     Message,
     MessageTopicPhrases,
+    SummaryEmail,
     TrackerMatch,
     TranscribedStream,
 )
+from producers.actions import parse_recipients_attribute
 from schemas.topics import CONVERSATION_EVENTS, ENTITIES, INSIGHTS, TOPIC_PHRASES, TRACKER_MATCHES, TRANSCRIPTS_FINAL
 
 __all__ = [
@@ -139,9 +143,31 @@ def _conversation_values(conversation_id: str, app_id: str, start_ms: int, **ext
     return values
 
 
+async def _request_summary_email(session: AsyncSession, event: dict[str, Any], recipients: list[str]) -> None:
+    """Insert the row, or add recipients to it. Events are keyed by conversation, so one store worker at a time
+    writes a conversation's row: read-modify-write in the batch's transaction is safe. A replay adds nothing."""
+    table = SummaryEmail.__table__
+    conversation_id, at_ms = event["conversation_id"], int(event["at_ms"])
+    await session.execute(dialect_insert(session, table).values(
+        conversation_id=conversation_id, app_id=event["app_id"], recipients=[], status="requested", attempts=0,
+        requested_at_ms=at_ms, updated_at_ms=at_ms,
+    ).on_conflict_do_nothing(index_elements=["conversation_id"]))
+    current = list(await session.scalar(select(table.c.recipients).where(table.c.conversation_id == conversation_id))
+                   or [])
+    known = {email.lower() for email in current}
+    added = [email for email in dict.fromkeys(recipients) if email.lower() not in known]
+    if added:
+        await session.execute(table.update().where(table.c.conversation_id == conversation_id).values(
+            recipients=current + added, updated_at_ms=at_ms,
+        ))
+
+
 async def _apply_event(session: AsyncSession, event: dict[str, Any], stats: WriteStats) -> None:
     kind = event["type"]
     conversation_id, app_id, at_ms = event["conversation_id"], event["app_id"], int(event["at_ms"])
+    summary_recipients = parse_recipients_attribute(event.get("attributes"))
+    if summary_recipients:
+        await _request_summary_email(session, event, summary_recipients)
     if kind == "CONVERSATION_STARTED":
         insert = dialect_insert(session, _conversations).values(
             _conversation_values(conversation_id, app_id, at_ms, name=event.get("name"))

@@ -16,6 +16,7 @@ from convoscope.auth import (
     InvalidToken,
     TokenIssuer,
     create_app,
+    key_id,
     list_apps,
     load_token_issuer,
     subprotocol_token,
@@ -197,3 +198,31 @@ async def test_configured_secret_wins(database_url: str, db_sessions: async_sess
         jwt.decode(token, "configured-secret-0123456789abcdefghij", algorithms=["HS256"], issuer="convoscope")["sub"]
         == "app-y"
     )
+
+
+async def test_rotated_key_keeps_old_tokens_and_links_working_until_dropped(
+    database_url: str, db_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    old_key, new_key = "o" * 32, "n" * 32
+    before = await load_token_issuer(Settings(database_url=database_url, jwt_secret=old_key), db_sessions)
+    token, _ = before.issue("app-1")
+    link = before.issue_view_token("app-1", "42", 3600)
+
+    # Rotation: the new key signs, the old one still verifies.
+    rotated = await load_token_issuer(
+        Settings(database_url=database_url, jwt_secret=new_key, jwt_previous_secrets=f" {old_key} "), db_sessions)
+    assert rotated.verify(token) == "app-1"
+    assert rotated.verify_view_token(link, "42") == "app-1"
+    fresh, _ = rotated.issue("app-2")
+    assert jwt.get_unverified_header(fresh)["kid"] == key_id(new_key.encode()) != key_id(old_key.encode())
+    assert rotated.verify(fresh) == "app-2"
+    with pytest.raises(InvalidToken):
+        before.verify(fresh)  # a process still on the old key alone cannot read new tokens: roll them all
+
+    # The old key dropped: what it signed is refused, even though it has not expired.
+    after = await load_token_issuer(Settings(database_url=database_url, jwt_secret=new_key), db_sessions)
+    with pytest.raises(InvalidToken):
+        after.verify(token)
+    with pytest.raises(InvalidToken):
+        after.verify_view_token(link, "42")
+    assert after.verify(fresh) == "app-2"

@@ -189,7 +189,9 @@ def _groups_of(args: list[str]) -> set[str]:
     from processors.analytics.worker import ANALYTICS_GROUP
     from processors.insights.worker import TEXT_PROCESSORS, group_id
     from processors.transcription.worker import GROUP_ID
+    from sinks.email.worker import EMAIL_GROUP
     from sinks.store.worker import STORE_GROUP
+    from sinks.webhooks.worker import WEBHOOKS_GROUP
 
     if args[:2] == ["worker", "insights"]:
         chosen = args[3::2] if "--processor" in args else list(TEXT_PROCESSORS)
@@ -197,6 +199,8 @@ def _groups_of(args: list[str]) -> set[str]:
     return {
         ("worker", "transcribe"): {GROUP_ID},
         ("worker", "store"): {STORE_GROUP},
+        ("worker", "email"): {EMAIL_GROUP},
+        ("worker", "webhooks"): {WEBHOOKS_GROUP},
         ("worker", "analytics"): {ANALYTICS_GROUP},
     }.get(tuple(args[:2]), set())  # type: ignore[arg-type]
 

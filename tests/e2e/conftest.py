@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import uuid
-from collections.abc import AsyncIterator
+import wave
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from convoscope.settings import Settings
 from convoscope.stack import Stack
 from convoscope.synth import DEMO_SCRIPT, Meeting, SynthesisUnavailable, build_meeting
 from producers.replay import StreamResult, fetch_token, stream_pcm
+from tests.email.smtp_server import SmtpServer, start_smtp_server
 
 MEETING_TITLE = "Launch planning"
 # The stack runs the SIP gateway (tests/e2e/test_sip.py) on a free port, with timeouts short enough for tests.
@@ -62,6 +65,26 @@ class RunningStack:
             for name in meeting.speakers
         ]))
 
+    async def recorded_conversation(self, seconds: float = 1.0) -> tuple[str, str]:
+        """(conversation id, job id) of a short silent recording sent to the Async API, once the store has the
+        conversation: a cheap conversation of this app for tests that need one to exist."""
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(16_000)
+            wav.writeframes(b"\0\0" * int(16_000 * seconds))
+        async with self.api() as client:
+            response = await client.post("/v1/process/audio", content=buffer.getvalue(),
+                                         headers={"content-type": "audio/wav"})
+            assert response.status_code in (200, 201, 202), response.text
+            conversation_id, job_id = str(response.json()["conversationId"]), str(response.json()["jobId"])
+            for _ in range(60):
+                if (await client.get(f"/v1/conversations/{conversation_id}")).status_code == 200:
+                    return conversation_id, job_id
+                await asyncio.sleep(0.5)
+        raise AssertionError(f"conversation {conversation_id} was never stored")
+
     async def stored_messages(self, conversation_id: str, expected: int, timeout_s: float = 30.0,
                               verbose: bool = False) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout_s
@@ -86,9 +109,9 @@ def meeting() -> Meeting:
         pytest.fail(f"speech synthesis is required for the end-to-end tests: {exc}")
 
 
-async def start_stack(state_dir: Path, database_url: str) -> RunningStack:
+async def start_stack(state_dir: Path, database_url: str, **extra_settings: Any) -> RunningStack:
     settings = Settings(port=free_port(), state_dir=state_dir, database_url=database_url, **SIP_TEST_SETTINGS,
-                        sip_port=free_port())
+                        sip_port=free_port(), **extra_settings)
     stack = Stack(settings, quiet_children=True)
     try:
         await stack.start()
@@ -101,10 +124,22 @@ async def start_stack(state_dir: Path, database_url: str) -> RunningStack:
     return RunningStack(stack, app_id, app_secret, token)
 
 
+@pytest.fixture(scope="session")
+def stack_smtp_server() -> Iterator[SmtpServer]:
+    """The SMTP server the SQLite stack's email worker sends summary emails to (tests/e2e/test_summary_email.py)."""
+    server = start_smtp_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningStack]:
+async def sqlite_stack(tmp_path_factory: pytest.TempPathFactory, stack_smtp_server: SmtpServer
+                       ) -> AsyncIterator[RunningStack]:
     state_dir = tmp_path_factory.mktemp("stack-sqlite")
-    running = await start_stack(state_dir, f"sqlite+aiosqlite:///{state_dir}/convoscope.db")
+    running = await start_stack(state_dir, f"sqlite+aiosqlite:///{state_dir}/convoscope.db",
+                                smtp_url=stack_smtp_server.url)
     try:
         yield running
     finally:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import wave
 from pathlib import Path
 
 import pytest
 
+from convoscope.auth import load_token_issuer
+from convoscope.db import create_engine, session_factory
 from convoscope.evaluation import word_error_rate
+from convoscope.settings import Settings
 from convoscope.synth import Meeting
 from tests.e2e.conftest import RunningStack
 
@@ -89,3 +93,13 @@ async def test_demo_streams_a_meeting_and_shows_what_was_found(tmp_path: Path) -
     assert "test report" in action_items and "owner Bob" in action_items, found
     assert "payment" in found.split("Topics:")[1].split("Summary:")[0], found
     assert found.split("Summary:")[1].strip().startswith("- "), found
+    # The printed page link is signed with the key kept in the demo's database: `convoscope up` will open it.
+    link = re.search(r"/conversations/(\d+)\?token=(\S+)", found)
+    assert link, found
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/convoscope.db")
+    engine = create_engine(settings)
+    try:
+        issuer = await load_token_issuer(settings, session_factory(engine))
+    finally:
+        await engine.dispose()
+    assert issuer.verify_view_token(link.group(2), link.group(1))

@@ -288,6 +288,10 @@ async def test_stop_through_the_api_hangs_up(
     assert await callee.finished() == 0, callee.log()
     telephony = (await _conversation(sqlite_stack, started["conversationId"]))["metadata"]["telephony"]
     assert (telephony["status"], telephony["endedBy"]) == ("ended", "api")
+    # summaryInfo links the call's conversation page, signed: it opens without any other credential.
+    async with httpx.AsyncClient() as browser:
+        page = await browser.get(body["summaryInfo"][0]["url"])
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 
 
 async def test_inbound_call_becomes_a_conversation(
