@@ -16,6 +16,9 @@ def is_recording_upload(path: str) -> bool:
     return path.startswith("/v1/process/audio") and not path.startswith("/v1/process/audio/url")
 
 
+DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -32,15 +35,19 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit_bytes:
+            if int(declared) <= DRAIN_LIMIT_BYTES:  # see below: let the client finish sending, then refuse
+                await self._drain(receive, more=True)
             await self._refuse(send)
             return
         received = 0
         response_started = False
+        more = True  # whether the client has more of the body to send
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, more
             message = await receive()
             if message["type"] == "http.request":
+                more = message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.limit_bytes:
                     raise BodyTooLarge
@@ -55,7 +62,18 @@ class BodySizeLimit:
             await self.app(scope, counted_receive, tracked_send)
         except BodyTooLarge:
             if not response_started:
+                await self._drain(receive, more)
                 await self._refuse(send)
+
+    @staticmethod
+    async def _drain(receive: Receive, more: bool) -> None:
+        """Read (and drop) the rest the client is still sending, within reason, so it gets to read the 413
+        instead of a connection reset in the middle of its upload."""
+        drained = 0
+        while more and drained <= DRAIN_LIMIT_BYTES:
+            message = await receive()
+            more = message["type"] == "http.request" and message.get("more_body", False)
+            drained += len(message.get("body", b""))
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps({"message": f"Request body too large: at most {self.limit_bytes} bytes."}).encode()

@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from convoscope.api.conversations import _json_object
 from convoscope.api.report import ConversationReport, load_report
 from convoscope.api.routes import (
     ApiError,
@@ -222,12 +223,7 @@ async def create_experience(request: Request) -> Response:
     """POST /v1/conversations/{id}/experiences ``{"name": "verbose-text-summary"}`` -> ``{"name", "url"}``: a signed
     link to the conversation page (Symbl's Summary UI). ``expiresIn`` (seconds) shortens or extends the link."""
     app_id = authenticate(request)
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "Request body must be a JSON object.") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "Request body must be a JSON object.")
+    body = await _json_object(request)
     name = body.get("name", "verbose-text-summary")
     if name not in EXPERIENCE_NAMES:
         raise ApiError(400, f"name must be one of {', '.join(EXPERIENCE_NAMES)}.")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import sys
 import time
 import uuid
 import wave
@@ -64,6 +66,32 @@ class RunningStack:
             )
             for name in meeting.speakers
         ]))
+
+    @contextlib.asynccontextmanager
+    async def extra_gateway(self, **env: str) -> AsyncIterator[str]:
+        """Another gateway process on this stack's broker and database, with extra environment (settings such as
+        limits), until the block ends; yields its base URL once it answers health checks."""
+        port = free_port()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "convoscope", "gateway", env={**self.stack.env, **env, "CONVOSCOPE_PORT": str(port)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient() as client:
+                for _ in range(600):
+                    try:
+                        if (await client.get(url + "/healthz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    await asyncio.sleep(0.2)
+                else:
+                    pytest.fail("the extra gateway did not start within 120 s")
+            yield url
+        finally:
+            process.terminate()
+            await process.wait()
 
     async def recorded_conversation(self, seconds: float = 1.0) -> tuple[str, str]:
         """(conversation id, job id) of a short silent recording sent to the Async API, once the store has the

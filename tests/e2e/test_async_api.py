@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +19,6 @@ import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
 
-from convoscope.embedded_broker import free_port
 from convoscope.evaluation import word_error_rate
 from convoscope.kafka import create_consumer
 from convoscope.synth import SynthesisUnavailable, speak
@@ -326,29 +324,9 @@ async def media_gateway(sqlite_stack: RunningStack, tmp_path: Path) -> AsyncIter
     upload limit."""
     media = tmp_path / "media"
     media.mkdir()
-    port = free_port()
-    env = {**sqlite_stack.stack.env, "CONVOSCOPE_PORT": str(port), "CONVOSCOPE_MEDIA_DIRS": str(media),
-           "CONVOSCOPE_MAX_UPLOAD_BYTES": "400000"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "convoscope", "gateway", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(600):
-                try:
-                    if (await client.get(url + "/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-            else:
-                pytest.fail("the second gateway did not start within 120 s")
+    async with sqlite_stack.extra_gateway(CONVOSCOPE_MEDIA_DIRS=str(media),
+                                          CONVOSCOPE_MAX_UPLOAD_BYTES="400000") as url:
         yield url, media
-    finally:
-        process.terminate()
-        await process.wait()
 
 
 async def test_file_urls_only_under_media_dirs_and_uploads_within_the_limit(

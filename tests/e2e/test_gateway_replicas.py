@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import uuid
 
-import httpx
 import pytest
 
-from convoscope.embedded_broker import free_port
 from convoscope.synth import Meeting
 from producers.replay import stream_pcm
 from tests.e2e.conftest import RunningStack
@@ -19,22 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 
 async def test_speakers_on_two_gateways_share_one_conversation(sqlite_stack: RunningStack, meeting: Meeting) -> None:
-    port = free_port()
-    env = {**sqlite_stack.stack.env, "CONVOSCOPE_PORT": str(port)}
-    second = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "convoscope", "gateway", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        second_url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient() as client:
-            for _ in range(100):
-                try:
-                    if (await client.get(second_url + "/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+    async with sqlite_stack.extra_gateway() as second_url:
         connection_id = str(uuid.uuid4())
         gateways = {"Alice": sqlite_stack.base_url, "Bob": second_url}
         start_at = time.monotonic() + 0.5
@@ -50,6 +32,3 @@ async def test_speakers_on_two_gateways_share_one_conversation(sqlite_stack: Run
         for result in results:
             speakers = {m["from"]["name"] for m in result.final_messages()}
             assert speakers == {"Alice", "Bob"}, f"a replica's client missed results: got {speakers}"
-    finally:
-        second.terminate()
-        await second.wait()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +15,6 @@ import pytest
 import pytest_asyncio
 import websockets
 
-from convoscope.embedded_broker import free_port
 from tests.e2e.conftest import RunningStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -35,26 +33,8 @@ SECOND_OF_AUDIO = [b"\x00\x00" * 4000] * 4  # four 8000-byte frames
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def limited(sqlite_stack: RunningStack) -> AsyncIterator[str]:
-    port = free_port()
-    gateway = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "convoscope", "gateway", env={**sqlite_stack.stack.env, **LIMITS,
-                                                            "CONVOSCOPE_PORT": str(port)},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(150):
-                try:
-                    if (await client.get(url + "/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+    async with sqlite_stack.extra_gateway(**LIMITS) as url:
         yield url
-    finally:
-        gateway.terminate()
-        await gateway.wait()
 
 
 async def _frames_until(ws: Any, wanted: str, wait_s: float = 30) -> list[dict[str, Any]]:
