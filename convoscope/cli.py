@@ -70,6 +70,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         log_level="warning",
         log_config=None,  # uvicorn's records go through our root handler (text or JSON)
         timeout_graceful_shutdown=settings.stop_timeout_s,
+        # Set both to serve https/wss here; unset, TLS ends at the ingress in front (docs/operations.md).
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
     )
     return 0
 

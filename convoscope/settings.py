@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -63,6 +63,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    tls_certfile: Path | None = Field(
+        default=None, description="PEM certificate chain: the gateway serves https and wss itself (with tls_keyfile)"
+    )
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key of tls_certfile")
     public_url: str | None = Field(default=None, description="Base URL clients use, e.g. https://convoscope.example.com")
     state_dir: Path = Path(".convoscope")
 
@@ -147,6 +151,12 @@ class Settings(BaseSettings):
         default=30 * 86_400, ge=60, description="How long a signed conversation page link (emails, summaryInfo) works"
     )
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("CONVOSCOPE_TLS_CERTFILE and CONVOSCOPE_TLS_KEYFILE go together: set both or neither")
+        return self
+
     @field_validator("media_dirs", mode="before")
     @classmethod
     def _split_media_dirs(cls, value: object) -> object:
@@ -158,4 +168,5 @@ class Settings(BaseSettings):
     )
 
     def base_url(self) -> str:
-        return self.public_url.rstrip("/") if self.public_url else f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls_certfile else "http"
+        return self.public_url.rstrip("/") if self.public_url else f"{scheme}://{self.host}:{self.port}"

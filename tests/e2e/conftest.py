@@ -68,17 +68,20 @@ class RunningStack:
         ]))
 
     @contextlib.asynccontextmanager
-    async def extra_gateway(self, **env: str) -> AsyncIterator[str]:
+    async def extra_gateway(self, tls: tuple[Path, Path] | None = None, **env: str) -> AsyncIterator[str]:
         """Another gateway process on this stack's broker and database, with extra environment (settings such as
-        limits), until the block ends; yields its base URL once it answers health checks."""
+        limits) and optionally serving TLS with ``tls`` (certificate, key), until the block ends; yields its base
+        URL once it answers health checks."""
         port = free_port()
+        if tls is not None:
+            env = {**env, "CONVOSCOPE_TLS_CERTFILE": str(tls[0]), "CONVOSCOPE_TLS_KEYFILE": str(tls[1])}
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "convoscope", "gateway", env={**self.stack.env, **env, "CONVOSCOPE_PORT": str(port)},
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(verify=str(tls[0]) if tls else True) as client:
                 for _ in range(600):
                     try:
                         if (await client.get(url + "/healthz")).status_code == 200:
