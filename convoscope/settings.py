@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     webhook_backoff_initial_s: float = Field(default=1.0, gt=0, description="First retry delay; doubles, with jitter")
     webhook_backoff_max_s: float = Field(default=300.0, gt=0, description="Longest delay between two attempts")
     webhook_concurrency: int = Field(default=32, ge=1, description="Deliveries one webhook sink sends at once")
+    webhook_log_retention_s: float = Field(
+        default=7 * 86_400.0, gt=0, description="Delivered and dead deliveries stay in the delivery log this long"
+    )
 
     # Summary emails (sinks/email, `convoscope worker email`).
     smtp_url: SecretStr | None = Field(

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convoscope.db.engine import dialect_insert
@@ -219,3 +219,15 @@ async def pending_count(session: AsyncSession) -> int:
     return int(await session.scalar(
         select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == DeliveryStatus.PENDING)
     ) or 0)
+
+
+async def forget_finished(session: AsyncSession, before_ms: int, limit: int = 5000) -> int:
+    """Delete up to ``limit`` delivered or dead rows last updated before ``before_ms`` (the delivery log keeps a
+    retention period, not every delivery ever made). Returns how many went."""
+    old = (select(WebhookDelivery.id)
+           .where(WebhookDelivery.status != DeliveryStatus.PENDING, WebhookDelivery.updated_at_ms < before_ms)
+           .limit(limit))
+    ids = list(await session.scalars(old))
+    if ids:
+        await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))
+    return len(ids)

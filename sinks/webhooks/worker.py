@@ -50,6 +50,7 @@ from sinks.webhooks.outbox import (
     WebhookTarget,
     claim_due,
     enqueue,
+    forget_finished,
     pending_count,
     record_attempt,
     release,
@@ -90,6 +91,8 @@ DELIVERY_SECONDS = Histogram(
 )
 PENDING = Gauge("convoscope_webhooks_outbox_pending", "Deliveries waiting to be sent (all webhooks)")
 IN_FLIGHT = Gauge("convoscope_webhooks_in_flight", "Deliveries being sent by this process")
+FORGOTTEN = Counter("convoscope_webhooks_log_expired_total",
+                    "Delivered or dead deliveries removed from the delivery log after the retention period")
 DEAD_LETTERS = Counter("convoscope_webhooks_deadletters_total", "Deliveries written to the dead-letter topic")
 for _outcome in Outcome:
     DELIVERIES.labels(_outcome.value)  # every outcome shows (as 0) from the start
@@ -217,6 +220,10 @@ class WebhookSender:
         with contextlib.suppress(SQLAlchemyError, OSError):
             async with self._sessions() as session:
                 PENDING.set(await pending_count(session))
+            # Housekeeping rides on the same beat: the delivery log keeps webhook_log_retention_s.
+            async with self._sessions.begin() as session:
+                cutoff = int(time.time() * 1000) - int(self._settings.webhook_log_retention_s * 1000)
+                FORGOTTEN.inc(await forget_finished(session, cutoff))
 
     async def _fill(self) -> None:
         slots = self._concurrency - len(self._in_flight)

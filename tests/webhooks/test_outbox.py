@@ -6,13 +6,21 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convoscope.auth import create_app
-from convoscope.db.models import Webhook
+from convoscope.db.models import Webhook, WebhookDelivery
 from schemas.topics import TRANSCRIPTS_FINAL
 from sinks.webhooks.logic import events_from_record
-from sinks.webhooks.outbox import claim_due, enqueue, pending_count, record_attempt, webhooks_of
+from sinks.webhooks.outbox import (
+    claim_due,
+    enqueue,
+    forget_finished,
+    pending_count,
+    record_attempt,
+    webhooks_of,
+)
 from tests.store.records import final, speaker
 
 NOW = 1_800_000_000_000
@@ -72,3 +80,25 @@ async def test_claims_are_leased_capped_per_webhook_and_recorded_by_their_holder
                                         error=None, next_attempt_at_ms=None)
     async with db_sessions() as session:
         assert await pending_count(session) >= 7
+
+
+async def test_the_delivery_log_forgets_finished_deliveries_after_its_retention(
+    db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    day = 86_400_000
+
+    def row(status: str, updated_at_ms: int) -> WebhookDelivery:
+        return WebhookDelivery(
+            id=str(uuid.uuid4()), webhook_id="w", app_id="a", event_id=str(uuid.uuid4()), event_type="message.final",
+            body="{}", status=status, attempts=1, next_attempt_at_ms=updated_at_ms, created_at_ms=updated_at_ms,
+            updated_at_ms=updated_at_ms)
+
+    rows = {"old delivered": row("delivered", NOW - 9 * day), "old dead": row("dead", NOW - 8 * day),
+            "old but still pending": row("pending", NOW - 9 * day), "recent": row("delivered", NOW - day)}
+    async with db_sessions.begin() as session:
+        session.add_all(rows.values())
+    async with db_sessions.begin() as session:
+        assert await forget_finished(session, NOW - 7 * day) == 2
+    async with db_sessions() as session:
+        kept = set(await session.scalars(select(WebhookDelivery.id)))
+    assert kept == {rows["old but still pending"].id, rows["recent"].id}
