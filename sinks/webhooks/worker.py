@@ -130,19 +130,25 @@ def decode_events(
 
 
 class WebhookDirectory:
-    """The webhooks of each app, read from the database at most every ``ttl_s`` per app."""
+    """The webhooks of each app, read from the database at most every ``ttl_s`` per app, and always again for
+    events newer than the last read: a webhook registered just before an event gets that event."""
 
     def __init__(self, ttl_s: float = WEBHOOK_CACHE_S) -> None:
         self._ttl_s = ttl_s
-        self._cached: dict[str, tuple[float, list[WebhookTarget]]] = {}
+        self._cached: dict[str, tuple[float, int, list[WebhookTarget]]] = {}  # monotonic, wall ms, webhooks
 
-    async def lookup(self, session: AsyncSession, app_ids: set[str]) -> dict[str, list[WebhookTarget]]:
-        now = time.monotonic()
-        stale = {a for a in app_ids if a not in self._cached or now - self._cached[a][0] > self._ttl_s}
+    async def lookup(self, session: AsyncSession, events: Sequence[WebhookEvent]) -> dict[str, list[WebhookTarget]]:
+        newest: dict[str, int] = {}
+        for event in events:
+            newest[event.app_id] = max(newest.get(event.app_id, 0), event.created_at_ms)
+        now, wall_ms = time.monotonic(), now_ms()
+        stale = {app_id for app_id, event_ms in newest.items()
+                 if app_id not in self._cached or now - self._cached[app_id][0] > self._ttl_s
+                 or self._cached[app_id][1] <= event_ms}
         if stale:
             for app_id, webhooks in (await webhooks_of(session, stale)).items():
-                self._cached[app_id] = (now, webhooks)
-        return {app_id: self._cached[app_id][1] for app_id in app_ids}
+                self._cached[app_id] = (now, wall_ms, webhooks)
+        return {app_id: self._cached[app_id][2] for app_id in newest}
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -337,7 +343,7 @@ async def _queue_with_retry(sessions: async_sessionmaker[AsyncSession], director
     while True:
         try:
             async with sessions.begin() as session:
-                webhooks = await directory.lookup(session, {event.app_id for event in events})
+                webhooks = await directory.lookup(session, events)
                 queued = await enqueue(session, webhooks, events, now_ms())
             QUEUED.inc(queued)
             if health is not None and not health.ready.is_set():

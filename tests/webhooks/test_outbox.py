@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convoscope.auth import create_app
 from convoscope.db.models import Webhook, WebhookDelivery
+from convoscope.timestamps import now_ms
 from schemas.topics import TRANSCRIPTS_FINAL
-from sinks.webhooks.logic import events_from_record
+from sinks.webhooks.logic import WebhookEvent, events_from_record
 from sinks.webhooks.outbox import (
     claim_due,
     enqueue,
@@ -21,6 +22,7 @@ from sinks.webhooks.outbox import (
     record_attempt,
     webhooks_of,
 )
+from sinks.webhooks.worker import WebhookDirectory
 from tests.store.records import final, speaker
 
 NOW = 1_800_000_000_000
@@ -102,3 +104,25 @@ async def test_the_delivery_log_forgets_finished_deliveries_after_its_retention(
     async with db_sessions() as session:
         kept = set(await session.scalars(select(WebhookDelivery.id)))
     assert kept == {rows["old but still pending"].id, rows["recent"].id}
+
+
+async def test_a_webhook_registered_just_before_an_event_gets_it(db_sessions: async_sessionmaker[AsyncSession]) -> None:
+    app_id = (await create_app(db_sessions, "directory")).app_id
+    directory = WebhookDirectory(ttl_s=3600)  # the cache alone would hide the new webhook for an hour
+    cid = str(1_700_000_000_000_000_000 + uuid.uuid4().int % 10**17)
+
+    def event_at(at_ms: int) -> list[WebhookEvent]:
+        return events_from_record(TRANSCRIPTS_FINAL.name, final(cid, app_id, "s", speaker(cid, "Ann"), 0, 0, 8000,
+                                                                "Hello.", at_ms))
+
+    async with db_sessions() as session:
+        assert await directory.lookup(session, event_at(now_ms() - 1000)) == {app_id: []}
+    webhook_id = str(uuid.uuid4())
+    async with db_sessions.begin() as session:
+        session.add(Webhook(id=webhook_id, app_id=app_id, url="http://127.0.0.1:1/new", event_types=["message.final"],
+                            secret="s" * 20, created_at_ms=now_ms(), updated_at_ms=now_ms()))
+    async with db_sessions() as session:
+        # An event from before the last read may use the cached list; one after it reads the list again.
+        assert await directory.lookup(session, event_at(now_ms() - 60_000)) == {app_id: []}
+        found = await directory.lookup(session, event_at(now_ms() + 1))
+    assert [w.id for w in found[app_id]] == [webhook_id]

@@ -126,8 +126,9 @@ async def _produce(bootstrap: str, records: list[tuple[Topic, dict[str, Any]]]) 
 
 
 def _settings(broker: EmbeddedBroker, database_url: str, **overrides: Any) -> Settings:
-    return Settings(kafka_bootstrap=broker.bootstrap, database_url=database_url, webhook_backoff_initial_s=0.2,
-                    webhook_backoff_max_s=0.4, webhook_max_attempts=4, webhook_timeout_s=TIMEOUT_S, **overrides)
+    values: dict[str, Any] = {"webhook_backoff_initial_s": 0.2, "webhook_backoff_max_s": 0.4,
+                              "webhook_max_attempts": 4, "webhook_timeout_s": TIMEOUT_S, **overrides}
+    return Settings(kafka_bootstrap=broker.bootstrap, database_url=database_url, **values)
 
 
 @asynccontextmanager
@@ -199,7 +200,8 @@ async def test_events_are_signed_retried_dead_lettered_and_not_held_up_by_a_hang
     other_finals = [e.id for t, v in other_records for e in events_from_record(t.name, v) if e.type == "message.final"]
 
     # Two slots in all, so at most one per webhook: the hanging receiver can never hold both.
-    settings = _settings(broker, database_url, webhook_concurrency=2)
+    # Enough attempts that the hanging receiver's deliveries cannot die of timeouts however slow the machine is.
+    settings = _settings(broker, database_url, webhook_concurrency=2, webhook_max_attempts=100)
     await _produce(broker.bootstrap, records + other_records)
     async with _worker(settings, f"webhooks-test-{uuid.uuid4().hex[:8]}") as task:
         ours = {e.id for e in expected}
