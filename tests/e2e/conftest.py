@@ -50,19 +50,29 @@ class RunningStack:
         return httpx.AsyncClient(base_url=self.base_url, headers={"x-api-key": token or self.token}, timeout=15)
 
     async def stream_meeting(self, meeting: Meeting, connection_id: str | None = None,
-                             config: dict[str, Any] | None = None, **kwargs: Any) -> list[StreamResult]:
+                             config: dict[str, Any] | None = None, *, insight_types: list[str] | None = None,
+                             actions: dict[str, list[dict[str, Any]]] | None = None,
+                             **kwargs: Any) -> list[StreamResult]:
         """One WebSocket connection per speaker, all on one clock, in real time; ``config`` adds to the
-        start_request's config."""
+        start_request's config, ``insight_types`` sets its insightTypes, ``actions`` each speaker's actions."""
         connection_id = connection_id or str(uuid.uuid4())
         start_at = time.monotonic() + 0.5
+
+        def start_request(name: str) -> dict[str, Any]:
+            request: dict[str, Any] = {"config": {
+                "meetingTitle": MEETING_TITLE, "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000},
+                **(config or {})}}
+            if insight_types is not None:
+                request["insightTypes"] = insight_types
+            if actions and name in actions:
+                request["actions"] = actions[name]
+            return request
+
         return list(await asyncio.gather(*[
             stream_pcm(
                 self.ws_url(connection_id), self.token, meeting.track_bytes(name),
                 speaker={"name": name, "userId": f"{name.lower()}@example.com"},
-                start_request={"config": {"meetingTitle": MEETING_TITLE,
-                                          "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000},
-                                          **(config or {})}},
-                start_at=start_at, **kwargs,
+                start_request=start_request(name), start_at=start_at, **kwargs,
             )
             for name in meeting.speakers
         ]))

@@ -21,6 +21,8 @@ from convoscope.synth import Meeting
 from producers.replay import fetch_token
 from producers.replay.client import ReceivedMessage
 from tests.e2e.conftest import MEETING_TITLE, RunningStack
+from tests.e2e.test_summary_email import SUMMARY_EMAIL_ACTIONS, check_meeting_summary_email
+from tests.email.smtp_server import SmtpServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -42,7 +44,7 @@ async def _texts(page: Page, selector: str) -> list[str]:
 
 
 async def test_page_follows_the_meeting_live_then_shows_the_whole_conversation(
-    sqlite_stack: RunningStack, meeting: Meeting
+    sqlite_stack: RunningStack, meeting: Meeting, stack_smtp_server: SmtpServer
 ) -> None:
     if CHROMIUM is None:
         pytest.fail("Debian's chromium is required for the page tests (scripts/setup.sh test installs it)")
@@ -53,8 +55,10 @@ async def test_page_follows_the_meeting_live_then_shows_the_whole_conversation(
         if inner.get("type") == "conversation_created" and not conversation.done():
             conversation.set_result(inner["data"]["conversationId"])
 
-    config = {"insightTypes": ["question", "action_item", "follow_up", "topic"]}
-    call = asyncio.create_task(sqlite_stack.stream_meeting(meeting, config=config, on_message=on_message))
+    emails_before = len(stack_smtp_server.mailbox.received)
+    call = asyncio.create_task(sqlite_stack.stream_meeting(
+        meeting, on_message=on_message, insight_types=["question", "action_item", "follow_up", "topic"],
+        actions=SUMMARY_EMAIL_ACTIONS))
     conversation_id = await asyncio.wait_for(conversation, 30)
     link = await _page_link(sqlite_stack, conversation_id)
 
@@ -111,6 +115,11 @@ async def test_page_follows_the_meeting_live_then_shows_the_whole_conversation(
     assert any(item["type"] == "action_item" for item in insights), "the demo meeting has action items"
     for item in insights:
         assert item["text"] in shown_items
+
+    # The meeting asked for its summary email, which links this page, signed: the link opens it.
+    emailed_link = await check_meeting_summary_email(sqlite_stack, stack_smtp_server, emails_before, conversation_id)
+    async with httpx.AsyncClient() as browser:
+        assert (await browser.get(emailed_link)).status_code == 200
 
 
 async def test_page_opens_only_with_a_valid_link_of_its_app(sqlite_stack: RunningStack) -> None:

@@ -1,17 +1,16 @@
-"""A meeting streamed live with ``sendSummaryEmail`` in each speaker's start_request: when it completes, the stack's
-email worker sends one summary email, to every address either speaker named, to a real SMTP server."""
+"""Summary emails through the whole stack, to a real SMTP server: a Telephony call with ``sendSummaryEmail``, and
+the check of a meeting streamed live with the action in each speaker's start_request (the conversation page's
+test streams that meeting, so it is streamed once for both)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-import uuid
 
 import pytest
 
 from convoscope.embedded_broker import free_port
-from convoscope.synth import Meeting
-from producers.replay import stream_pcm
 from tests.e2e.conftest import MEETING_TITLE, RunningStack
 from tests.email.smtp_server import Received, SmtpServer
 
@@ -21,30 +20,16 @@ EMAILS_BY_SPEAKER = {"Alice": ["lead@example.com", "notes@example.com"], "Bob": 
                                                                                  "bob.boss@example.org"]}
 
 
-async def test_streamed_meeting_sends_its_summary_email(sqlite_stack: RunningStack, meeting: Meeting,
-                                                        stack_smtp_server: SmtpServer) -> None:
-    already = len(stack_smtp_server.mailbox.received)
-    connection_id = str(uuid.uuid4())
-    start_at = time.monotonic() + 0.5
-    results = await asyncio.gather(*[
-        stream_pcm(
-            sqlite_stack.ws_url(connection_id), sqlite_stack.token, meeting.track_bytes(name),
-            speaker={"name": name, "userId": f"{name.lower()}@example.com"},
-            start_request={
-                "config": {"meetingTitle": MEETING_TITLE,
-                           "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}},
-                "insightTypes": ["question", "action_item"],
-                "actions": [{"invokeOn": "stop", "name": "sendSummaryEmail",
-                             "parameters": {"emails": EMAILS_BY_SPEAKER.get(name, [])}}],
-            },
-            start_at=start_at,
-        )
-        for name in meeting.speakers
-    ])
-    conversation_id = results[0].conversation_id
-    assert conversation_id and all(r.conversation_id == conversation_id for r in results)
+SUMMARY_EMAIL_ACTIONS = {name: [{"invokeOn": "stop", "name": "sendSummaryEmail", "parameters": {"emails": emails}}]
+                         for name, emails in EMAILS_BY_SPEAKER.items()}
+"""Each speaker's start_request ``actions`` (tests/e2e/test_conversation_page.py streams the meeting with them)."""
 
-    received = await asyncio.to_thread(stack_smtp_server.mailbox.wait_for, already + 1, 90)
+
+async def check_meeting_summary_email(stack: RunningStack, smtp: SmtpServer, already: int,
+                                      conversation_id: str) -> str:
+    """The one email a meeting streamed with SUMMARY_EMAIL_ACTIONS sends: to every address either speaker named,
+    with the meeting's own words in both parts, recorded as sent in the API. Returns the page link it carries."""
+    received = await asyncio.to_thread(smtp.mailbox.wait_for, already + 1, 90)
     mine = [r for r in received[already:] if conversation_id in r.message.get_body(("plain",)).get_content()]
     assert len(mine) == 1, f"{len(received) - already} new emails, {len(mine)} for conversation {conversation_id}"
     mail = mine[0]
@@ -57,15 +42,18 @@ async def test_streamed_meeting_sends_its_summary_email(sqlite_stack: RunningSta
         assert "payment" in text.lower() and "test report" in text.lower()  # the meeting's own words
         assert f"/conversations/{conversation_id}?token=" in text
 
-    async with sqlite_stack.api() as client:
+    async with stack.api() as client:
         answer = await client.get(f"/v1/conversations/{conversation_id}/emails")
     assert answer.status_code == 200
     [shown] = answer.json()["emails"]
     assert shown["status"] == "sent" and shown["messageId"] == mail.message["Message-ID"]
     await asyncio.sleep(2)  # nothing else arrives for it
-    later = [r for r in stack_smtp_server.mailbox.received[already:]
+    later = [r for r in smtp.mailbox.received[already:]
              if conversation_id in r.message.get_body(("plain",)).get_content()]
     assert len(later) == 1
+    link = re.search(r"https?://\S+/conversations/\d+\?token=[\w.-]+", plain)
+    assert link, plain
+    return link.group(0)
 
 
 async def test_telephony_call_sends_its_summary_email(sqlite_stack: RunningStack,
