@@ -7,4 +7,4 @@ scripts/postgres.sh
 .venv/bin/ruff check .
 # Every module, whole-stack ones included: about 11 minutes on an idle 2-core machine. (pytest exits 5 when no
 # test ran, which fails CI too.)
-exec .venv/bin/pytest -ra "$@"
+exec .venv/bin/pytest -ra --durations=30 "$@"
