@@ -126,8 +126,8 @@ def create_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKa
         "fetch_max_wait_ms": 200,
         "fetch_max_bytes": 8 * MAX_MESSAGE_BYTES,
         "max_partition_fetch_bytes": MAX_MESSAGE_BYTES,
-        "session_timeout_ms": 10_000,
-        "heartbeat_interval_ms": 1_000,
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": min(1_000, settings.kafka_session_timeout_ms // 3),
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **client_options(settings), **options)

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
     kafka_topic_replication: int = Field(default=1, ge=1)
+    kafka_session_timeout_ms: int = Field(
+        default=10_000, ge=1_000,
+        description="A consumer silent this long is dropped from its group and its partitions go to the others: "
+        "how long a crashed worker's work waits (the broker's group.min/max.session.timeout.ms must allow it)",
+    )
 
     database_url: str = Field(
         default=DEFAULT_SQLITE_URL,

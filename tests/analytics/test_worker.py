@@ -58,7 +58,8 @@ async def _running(settings: Settings, group_id: str) -> AsyncIterator[Analytics
 
 
 async def test_records_follow_finals_and_survive_a_restart(broker: EmbeddedBroker, producer: AIOKafkaProducer) -> None:
-    settings = Settings(kafka_bootstrap=broker.bootstrap)
+    # A short session: the restarted worker gets the partitions without waiting out the stopped one's session.
+    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_session_timeout_ms=3_000)
     cid = str(random.randrange(10**17, 10**18))
     ann, bob = speaker(cid, "Ann", "ann@example.com"), speaker(cid, "Bob")
     ann_stream, bob_stream = uuid.uuid4().hex, uuid.uuid4().hex

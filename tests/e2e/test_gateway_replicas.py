@@ -15,7 +15,8 @@ from tests.e2e.conftest import RunningStack
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 
-async def test_speakers_on_two_gateways_share_one_conversation(sqlite_stack: RunningStack, meeting: Meeting) -> None:
+async def test_speakers_on_two_gateways_share_one_conversation(sqlite_stack: RunningStack,
+                                                               short_meeting: Meeting) -> None:
     async with sqlite_stack.extra_gateway() as second_url:
         connection_id = str(uuid.uuid4())
         gateways = {"Alice": sqlite_stack.base_url, "Bob": second_url}
@@ -23,10 +24,10 @@ async def test_speakers_on_two_gateways_share_one_conversation(sqlite_stack: Run
         results = await asyncio.gather(*[
             stream_pcm(
                 gateways[name].replace("http", "ws", 1) + f"/v1/streaming/{connection_id}",
-                sqlite_stack.token, meeting.track_bytes(name),
+                sqlite_stack.token, short_meeting.track_bytes(name),
                 speaker={"name": name}, start_at=start_at,
             )
-            for name in meeting.speakers
+            for name in short_meeting.speakers
         ])
         assert results[0].conversation_id == results[1].conversation_id
         for result in results:

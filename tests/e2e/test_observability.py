@@ -30,8 +30,9 @@ def _metric(text: str, name: str) -> float:
     return sum(values)
 
 
-async def test_processes_report_health_and_metrics_after_a_call(sqlite_stack: RunningStack, meeting: Meeting) -> None:
-    results = await sqlite_stack.stream_meeting(meeting)
+async def test_processes_report_health_and_metrics_after_a_call(sqlite_stack: RunningStack,
+                                                                short_meeting: Meeting) -> None:
+    results = await sqlite_stack.stream_meeting(short_meeting)
     finals = len(results[0].final_messages())
     await sqlite_stack.stored_messages(str(results[0].conversation_id), finals)
     async with httpx.AsyncClient(timeout=10) as client:
@@ -56,7 +57,7 @@ async def test_processes_report_health_and_metrics_after_a_call(sqlite_stack: Ru
     # Each connection's trace id travels from its audio to everything made from it, whoever made it.
     traces = await _trace_ids_by_topic(sqlite_stack, str(results[0].conversation_id))
     audio_traces = traces[AUDIO_FRAMES.name]
-    assert len(audio_traces) == len(meeting.speakers) and None not in audio_traces  # one per connection
+    assert len(audio_traces) == len(short_meeting.speakers) and None not in audio_traces  # one per connection
     for topic in (TRANSCRIPTS_FINAL, INSIGHTS, TOPIC_PHRASES, TRACKER_MATCHES, ENTITIES, ANALYTICS):
         assert traces.get(topic.name) and traces[topic.name] <= audio_traces, (topic.name, traces)
 

@@ -52,6 +52,13 @@ ROUTE_MISSING = "Not Found"  # the router's 404; a missing conversation says "Th
 OUTAGE_S = 1.5  # the relay refuses connections this long after the cut, so audio piles up in the SDK
 
 
+@pytest.fixture(scope="session")
+def meeting(short_meeting: Meeting) -> Meeting:
+    """These tests are about the client (streams, reconnection, reading back), not about transcription quality:
+    the shorter meeting serves as well in half the time."""
+    return short_meeting
+
+
 @dataclass
 class SpeakerStream:
     name: str

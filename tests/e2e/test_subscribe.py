@@ -16,9 +16,9 @@ from tests.e2e.conftest import RunningStack
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 
-async def test_listener_receives_the_live_conversation(sqlite_stack: RunningStack, meeting: Meeting) -> None:
+async def test_listener_receives_the_live_conversation(sqlite_stack: RunningStack, short_meeting: Meeting) -> None:
     connection_id = str(uuid.uuid4())
-    call = asyncio.create_task(sqlite_stack.stream_meeting(meeting, connection_id=connection_id))
+    call = asyncio.create_task(sqlite_stack.stream_meeting(short_meeting, connection_id=connection_id))
     await asyncio.sleep(2.0)  # the speakers have joined
     heard: list[dict[str, Any]] = []
     url = sqlite_stack.ws_url(connection_id, path="/v1/subscribe/")

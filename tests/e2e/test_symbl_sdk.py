@@ -64,14 +64,14 @@ def _run_sdk_session(running: RunningStack, pcm_44k: bytes) -> tuple[list[dict[s
     return finals, envelopes, connection
 
 
-async def test_official_python_sdk_streams_and_reads_back(sqlite_stack: RunningStack, meeting: Meeting) -> None:
-    track = meeting.tracks["Alice"].astype(np.int16)
+async def test_official_python_sdk_streams_and_reads_back(sqlite_stack: RunningStack, short_meeting: Meeting) -> None:
+    track = short_meeting.tracks["Alice"].astype(np.int16)
     pcm_44k = soxr.resample(track, 16_000, SDK_RATE_HZ).astype("<i2").tobytes()
     finals, envelopes, connection = await asyncio.to_thread(_run_sdk_session, sqlite_stack, pcm_44k)
 
     assert finals, "the SDK's message_response callback never fired"
     heard = " ".join(m["payload"]["content"] for response in finals for m in response["messages"])
-    said = " ".join(u.text for u in meeting.utterances if u.speaker == "Alice")
+    said = " ".join(u.text for u in short_meeting.utterances if u.speaker == "Alice")
     assert word_error_rate([said], [heard]) <= 0.15, heard
     assert any(e["message"]["type"] == "recognition_result" for e in envelopes)
     # The SDK learned the conversation id from conversation_created and can query the Conversation API.

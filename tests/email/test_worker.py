@@ -193,6 +193,8 @@ async def test_sends_the_summary_email_once(broker: EmbeddedBroker, database_url
     assert len(smtp_server.mailbox.received) == 1
 
 
+# The database side is the same as in the test above, which runs on both: these run on SQLite only.
+@pytest.mark.parametrize("database_kind", ["sqlite"])
 async def test_retries_until_the_smtp_server_is_up(broker: EmbeddedBroker, database_url: str,
                                                    db_sessions: async_sessionmaker[AsyncSession]) -> None:
     port = free_port()
@@ -213,6 +215,7 @@ async def test_retries_until_the_smtp_server_is_up(broker: EmbeddedBroker, datab
     assert row.attempts >= 2 and row.last_error is None
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"])
 async def test_a_failed_email_is_recorded_and_the_worker_goes_on(
         broker: EmbeddedBroker, database_url: str, db_sessions: async_sessionmaker[AsyncSession],
         smtp_server: SmtpServer) -> None:

@@ -33,8 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 120.0
 KILL_TIMEOUT_S = 60.0
 RECOVERY_TIMEOUT_S = 120.0
-"""A new member gets a killed one's partitions only after the session timeout (10 s) and the embedded broker's
-rebalance (15-20 s measured); the webhook sender re-sends a killed sender's rows when their lease runs out."""
+"""A new member gets a killed one's partitions only after the session timeout (CRASH_SESSION_TIMEOUT_MS here) and
+the embedded broker's rebalance; the webhook sender re-sends a killed sender's rows when their lease runs out."""
+CRASH_SESSION_TIMEOUT_MS = 3_000
 SETTLE_S = 1.5
 """After everything arrived, how long to keep watching for late copies before counting."""
 POLL_S = 0.1
@@ -78,7 +79,9 @@ class WorkerProcess:
                  extra_env: dict[str, str] | None = None) -> None:
         self.kind, self.log_path = kind, log_path
         self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "KAFKA_BOOTSTRAP": bootstrap,
-                    "DATABASE_URL": database_url, **(extra_env or {})}
+                    "DATABASE_URL": database_url,
+                    # A killed member's partitions move after its session times out: keep that short here.
+                    "CONVOSCOPE_KAFKA_SESSION_TIMEOUT_MS": str(CRASH_SESSION_TIMEOUT_MS), **(extra_env or {})}
         self.env.pop("CONVOSCOPE_HEALTH_PORT", None)
         self.process: subprocess.Popen[bytes] | None = None
         self._log_start = 0

@@ -239,7 +239,12 @@ async def test_events_are_signed_retried_dead_lettered_and_not_held_up_by_a_hang
     rejected_events = [e for e in expected if e.type == "conversation.completed"]
     assert (rejected.status, rejected.attempts, rejected.last_status_code) == ("dead", 1, 400)
     assert receiver.attempts["reject"][rejected_events[0].id] == 1
-    dead_letters = await _dead_letters(settings, rejected.id)
+    # The record was acknowledged before the row said dead; the broker may take a moment to show it to a reader.
+    dead_letters: list[dict[str, Any]] = []
+    for _ in range(20):
+        if dead_letters := await _dead_letters(settings, rejected.id):
+            break
+        await asyncio.sleep(0.5)
     assert dead_letters and dead_letters[0]["body"] == rejected.body and dead_letters[0]["attempts"] == 1
     assert dead_letters[0]["last_status_code"] == 400 and dead_letters[0]["url"] == receiver.url("reject")
 
@@ -267,6 +272,9 @@ async def _dead_letters(settings: Settings, delivery_id: str) -> list[dict[str, 
     return found
 
 
+# The outbox's database behaviour is covered on both databases by the test above and tests/webhooks/test_outbox.py;
+# a restart costs the broker's ~20 s rejoin, so this one runs on SQLite only.
+@pytest.mark.parametrize("database_kind", ["sqlite"])
 async def test_a_worker_cancelled_mid_batch_loses_no_event_after_restart(
     broker: EmbeddedBroker, database_url: str, db_sessions: async_sessionmaker[AsyncSession], receiver: Receiver,
 ) -> None:
@@ -279,7 +287,7 @@ async def test_a_worker_cancelled_mid_batch_loses_no_event_after_restart(
     expected = {e.id for f in finals for e in events_from_record(TRANSCRIPTS_FINAL.name, f)}
     receiver.delay_s = 0.05  # slow enough that the worker is cancelled with deliveries in flight
     await _produce(broker.bootstrap, [(TRANSCRIPTS_FINAL, f) for f in finals])
-    settings = _settings(broker, database_url, webhook_concurrency=4)
+    settings = _settings(broker, database_url, webhook_concurrency=4, kafka_session_timeout_ms=3_000)
     group = f"webhooks-restart-{uuid.uuid4().hex[:8]}"
 
     first = asyncio.create_task(run_webhook_worker(settings, asyncio.Event(), group_id=group, cache_s=0.2,
