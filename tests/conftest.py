@@ -3,6 +3,7 @@ database (SQLite file or PostgreSQL) with a session factory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -23,10 +24,10 @@ from schemas.topics import ALL_TOPICS
 POSTGRES_ADMIN_DSN = os.environ.get("CONVOSCOPE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def postgres_url() -> AsyncIterator[str]:
-    """SQLAlchemy URL of a fresh, empty database on the local server (CONVOSCOPE_TEST_POSTGRES overrides the
-    admin DSN), dropped after the session. Skips when the server is unreachable."""
+@contextlib.asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """SQLAlchemy URL of a new, empty database on the local server (CONVOSCOPE_TEST_POSTGRES overrides the admin
+    DSN), dropped afterwards. Skips when the server is unreachable."""
     import asyncpg
 
     try:
@@ -41,6 +42,13 @@ async def postgres_url() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for the session's tests, dropped after the session."""
+    async with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

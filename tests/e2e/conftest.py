@@ -23,6 +23,7 @@ from convoscope.settings import Settings
 from convoscope.stack import Stack
 from convoscope.synth import DEMO_SCRIPT, Meeting, SynthesisUnavailable, build_meeting
 from producers.replay import StreamResult, fetch_token, stream_pcm
+from tests.conftest import fresh_postgres_database
 from tests.email.smtp_server import SmtpServer, start_smtp_server
 
 MEETING_TITLE = "Launch planning"
@@ -200,10 +201,13 @@ async def sqlite_stack(tmp_path_factory: pytest.TempPathFactory, stack_smtp_serv
         await running.stack.stop()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def postgres_stack(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> AsyncIterator[RunningStack]:
-    running = await start_stack(tmp_path_factory.mktemp("stack-postgres"), postgres_url)
-    try:
-        yield running
-    finally:
-        await running.stack.stop()
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def postgres_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningStack]:
+    """A stack on its own PostgreSQL database, for the module that uses it: its workers (the webhook sender claims
+    due deliveries of any app) must not reach into the database other tests share, nor outlive the module."""
+    async with fresh_postgres_database() as url:
+        running = await start_stack(tmp_path_factory.mktemp("stack-postgres"), url)
+        try:
+            yield running
+        finally:
+            await running.stack.stop()
