@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import ssl
 import sys
 import time
 import uuid
@@ -92,7 +93,8 @@ class RunningStack:
         )
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient(verify=str(tls[0]) if tls else True) as client:
+            trust = ssl.create_default_context(cafile=str(tls[0])) if tls else True
+            async with httpx.AsyncClient(verify=trust) as client:
                 for _ in range(600):
                     try:
                         if (await client.get(url + "/healthz")).status_code == 200:

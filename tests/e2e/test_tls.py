@@ -23,7 +23,8 @@ async def test_https_and_wss_with_a_trusted_certificate(sqlite_stack: RunningSta
     cert, _ = self_signed_cert
     async with sqlite_stack.extra_gateway(tls=self_signed_cert) as url:
         assert url.startswith("https://")
-        async with httpx.AsyncClient(base_url=url, verify=str(cert)) as client:
+        trusting = ssl.create_default_context(cafile=str(cert))
+        async with httpx.AsyncClient(base_url=url, verify=trusting) as client:
             token = await client.post("/oauth2/token:generate", json={
                 "type": "application", "appId": sqlite_stack.app_id, "appSecret": sqlite_stack.app_secret})
             assert token.status_code == 200
@@ -36,9 +37,8 @@ async def test_https_and_wss_with_a_trusted_certificate(sqlite_stack: RunningSta
             with pytest.raises(httpx.HTTPError):
                 await plain.get("/healthz")
 
-        context = ssl.create_default_context(cafile=str(cert))
         wss = url.replace("https", "wss", 1) + f"/v1/streaming/{uuid.uuid4()}"
-        async with websockets.connect(wss, ssl=context, additional_headers={"x-api-key": sqlite_stack.token}) as ws:
+        async with websockets.connect(wss, ssl=trusting, additional_headers={"x-api-key": sqlite_stack.token}) as ws:
             await ws.send(json.dumps({"type": "start_request", "speaker": {"name": "Tess"}, "config": {
                 "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}}}))
             first = json.loads(await ws.recv())
