@@ -47,8 +47,14 @@ async def test_a_processed_recording_reaches_the_apps_webhook(sqlite_stack: Runn
             job = next(e for e in ours if e["type"] == "job.completed")
             assert job["data"]["jobId"] == job_id and job["data"]["status"] == "completed"
             assert receiver.bad_signatures == 0
-            log = (await client.get(f"/v1/manage/webhooks/{webhook_id}/deliveries")).json()["deliveries"]
-            delivered = {d["eventId"] for d in log if d["status"] == "delivered"}
+            # The receiver has them; the sender records each outcome once the receiver's answer is back.
+            delivered: set[str] = set()
+            for _ in range(40):
+                log = (await client.get(f"/v1/manage/webhooks/{webhook_id}/deliveries")).json()["deliveries"]
+                delivered = {d["eventId"] for d in log if d["status"] == "delivered"}
+                if {e["id"] for e in ours} <= delivered:
+                    break
+                await asyncio.sleep(0.25)
             assert {e["id"] for e in ours} <= delivered
         finally:
             await client.delete(f"/v1/manage/webhooks/{webhook_id}")
