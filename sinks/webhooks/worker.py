@@ -36,6 +36,7 @@ from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
 from schemas.serde import SchemaError
 from schemas.topics import CONVERSATION_EVENTS, INSIGHTS, TRACKER_MATCHES, TRANSCRIPTS_FINAL, WEBHOOK_DEADLETTER, Topic
+from sinks.store.worker import _sleep_unless_stopped
 from sinks.webhooks.logic import (
     Outcome,
     WebhookEvent,
@@ -328,12 +329,6 @@ class WebhookSender:
             return False
         DEAD_LETTERS.inc()
         return True
-
-
-async def _sleep_unless_stopped(stop: asyncio.Event, delay_s: float) -> bool:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay_s)
-    return stop.is_set()
 
 
 async def _queue_with_retry(sessions: async_sessionmaker[AsyncSession], directory: WebhookDirectory,
