@@ -33,11 +33,14 @@ def free_port() -> int:
 
 
 class EmbeddedBroker:
-    """Starts tansu on 127.0.0.1:<port>; ``bootstrap`` is what clients use."""
+    """Starts tansu on 127.0.0.1:<port>; ``bootstrap`` is what clients use. ``advertised`` (host:port) is the
+    address the broker names in metadata instead, e.g. a TLS-terminating proxy in front of it (tansu 0.6 cannot
+    serve TLS itself: its --cert and --key options exclude each other)."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_path: Path | None = None, advertised: str | None = None) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.advertised = advertised
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -46,9 +49,10 @@ class EmbeddedBroker:
 
     def start(self, timeout_s: float = 15.0) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://{self.advertised}" if self.advertised else url
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

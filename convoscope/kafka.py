@@ -11,7 +11,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 
 from convoscope.logs import current_log_context
 from convoscope.settings import Settings
@@ -27,6 +34,7 @@ __all__ = [
     "ensure_topics",
     "new_trace_id",
     "read_to_highwater",
+    "security_problem",
     "start_partition_reader",
     "trace_headers",
     "trace_id_from",
@@ -62,7 +70,18 @@ def trace_id_from(headers: Headers | None) -> str | None:
 
 
 class TracingProducer(AIOKafkaProducer):
-    """Adds the trace id bound in the current logging context (``convoscope.logs``) to every record sent."""
+    """Adds the trace id bound in the current logging context (``convoscope.logs``) to every record sent; a failure
+    to connect names the TLS or SASL problem, if that is what it is (``security_problem``)."""
+
+    _convoscope_settings: Settings | None = None
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        except KafkaConnectionError as exc:
+            if self._convoscope_settings is None:
+                raise
+            raise await _explained(exc, self._convoscope_settings) from exc
 
     async def send(  # type: ignore[override]
         self,
@@ -79,6 +98,20 @@ class TracingProducer(AIOKafkaProducer):
         return await super().send(topic, value, key, partition, timestamp_ms, headers)
 
 
+def _uses_tls(settings: Settings) -> bool:
+    return settings.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    """Verifies the brokers' certificates and host names against CONVOSCOPE_KAFKA_SSL_CAFILE (else the system
+    CAs); presents a client certificate for mutual TLS when one is set."""
+    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    context = ssl.create_default_context(cafile=cafile)
+    if settings.kafka_ssl_certfile:
+        context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile or "") or None)
+    return context
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     if not settings.kafka_bootstrap:
         raise RuntimeError("KAFKA_BOOTSTRAP is not set (only `convoscope up` and `demo` start a broker themselves)")
@@ -86,12 +119,8 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
     }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        context = ssl.create_default_context(cafile=cafile)
-        if settings.kafka_ssl_certfile:
-            context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile or "") or None)
-        options["ssl_context"] = context
+    if _uses_tls(settings):
+        options["ssl_context"] = _ssl_context(settings)
     if settings.kafka_sasl_mechanism:
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username
@@ -99,6 +128,58 @@ def client_options(settings: Settings) -> dict[str, Any]:
             settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
         )
     return options
+
+
+async def security_problem(settings: Settings, timeout_s: float = 5.0) -> str | None:
+    """Why connecting to the bootstrap servers fails when TLS or SASL is what fails (an untrusted certificate, a
+    host name the certificate does not name, a plain listener, a refused login), or None: security off, a server
+    accepts us, or none answers at all. aiokafka only says "Unable to bootstrap" and logs the reason apart; this
+    puts the reason into the error that a process logs or stops with."""
+    if settings.kafka_security_protocol == "PLAINTEXT" or not settings.kafka_bootstrap:
+        return None
+    options = client_options(settings)
+    options.pop("bootstrap_servers")
+    cafile = f"CONVOSCOPE_KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile}" if settings.kafka_ssl_cafile else (
+        "CONVOSCOPE_KAFKA_SSL_CAFILE unset: the system CAs")
+    for server in (s.strip() for s in settings.kafka_bootstrap.split(",")):
+        host, _, port = server.rpartition(":")
+        try:
+            async with asyncio.timeout(timeout_s):
+                connection = await create_conn(host.strip("[]"), int(port), request_timeout_ms=int(timeout_s * 1000),
+                                               **options)
+            connection.close()
+            return None
+        except ssl.SSLCertVerificationError as exc:
+            return f"TLS to Kafka at {server} failed: certificate verify failed: {exc.verify_message} ({cafile})"
+        except ssl.SSLError as exc:
+            return f"TLS to Kafka at {server} failed: {exc.reason or exc} (is it a TLS listener?)"
+        except (SaslAuthenticationFailed, UnsupportedSaslMechanismError) as exc:
+            return (f"SASL {settings.kafka_sasl_mechanism} login to Kafka at {server} as "
+                    f"{settings.kafka_sasl_username!r} failed: {exc} (CONVOSCOPE_KAFKA_SASL_USERNAME, _PASSWORD)")
+        except (KafkaError, OSError, TimeoutError, ValueError):
+            continue  # not reachable, or not for a reason of security
+    return None
+
+
+async def _explained(exc: KafkaConnectionError, settings: Settings) -> KafkaConnectionError:
+    problem = await security_problem(settings)
+    if problem is None:
+        return exc
+    return KafkaConnectionError(f"{exc.args[0] if exc.args else 'cannot connect'}: {problem}")
+
+
+class _ExplainingConsumer(AIOKafkaConsumer):
+    """A consumer whose failure to connect names the TLS or SASL problem, if that is what it is."""
+
+    def __init__(self, settings: Settings, *topics: str, **options: Any) -> None:
+        super().__init__(*topics, **options)
+        self._convoscope_settings = settings
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        except KafkaConnectionError as exc:
+            raise await _explained(exc, self._convoscope_settings) from exc
 
 
 def create_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -112,7 +193,9 @@ def create_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "request_timeout_ms": 30_000,
     }
     options.update(overrides)
-    return TracingProducer(**client_options(settings), **options)
+    producer = TracingProducer(**client_options(settings), **options)
+    producer._convoscope_settings = settings
+    return producer
 
 
 def create_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
@@ -130,7 +213,7 @@ def create_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKa
         "heartbeat_interval_ms": min(1_000, settings.kafka_session_timeout_ms // 3),
     }
     options.update(overrides)
-    return AIOKafkaConsumer(*topics, **client_options(settings), **options)
+    return _ExplainingConsumer(settings, *topics, **client_options(settings), **options)
 
 
 class RebalanceCallbacks(ConsumerRebalanceListener):
@@ -194,7 +277,10 @@ async def ensure_topics(settings: Settings, topics: Iterable[Topic], attempts: i
         try:
             await admin.start()
             break
-        except KafkaConnectionError:
+        except KafkaConnectionError as exc:
+            explained = await _explained(exc, settings)
+            if explained is not exc:
+                raise explained from exc  # waiting fixes neither a certificate nor a password
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(1)

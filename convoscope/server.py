@@ -23,7 +23,9 @@ from convoscope.services import Services
 from convoscope.settings import Settings
 from producers.recorded.service import RecordedAudio
 from producers.sip.api import telephony_routes
+from producers.stream_seats import SeatKeeper
 from producers.websocket import streaming_routes
+from producers.websocket.limits import ByteBudget
 from schemas.topics import ALL_TOPICS
 from sinks.live import ResultsHub
 
@@ -45,7 +47,10 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
         await producer.start()
         hub = ResultsHub(settings)
         await hub.start()
-        services = Services(settings=settings, sessions=sessions, tokens=tokens, producer=producer, hub=hub)
+        seats = SeatKeeper(settings, sessions, producer)
+        await seats.start()
+        services = Services(settings=settings, sessions=sessions, tokens=tokens, producer=producer, hub=hub,
+                            seats=seats, audio_budget=ByteBudget(settings.gateway_buffer_bytes))
         app.state.services = services
         # The REST handlers read these three directly.
         app.state.settings = settings
@@ -59,6 +64,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
             yield
         finally:
             await recorded.stop()
+            await seats.stop()
             await hub.stop()
             await producer.stop()
             await engine.dispose()

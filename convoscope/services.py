@@ -12,6 +12,8 @@ from convoscope.settings import Settings
 
 if TYPE_CHECKING:
     from convoscope.auth import TokenIssuer
+    from producers.stream_seats import SeatKeeper
+    from producers.websocket.limits import ByteBudget
     from sinks.live.hub import ResultsHub
 
 __all__ = ["Services"]
@@ -24,3 +26,5 @@ class Services:
     tokens: TokenIssuer
     producer: AIOKafkaProducer
     hub: ResultsHub
+    seats: SeatKeeper
+    audio_budget: ByteBudget

@@ -47,7 +47,10 @@ class Settings(BaseSettings):
         "answers 503 instead of hanging while the database is unreachable",
     )
 
-    asr_model: Literal["tiny.en", "base"] = "tiny.en"
+    asr_model: Literal["tiny.en", "base", "none"] = Field(
+        default="tiny.en",
+        description='Whisper model; "none" recognizes nothing (every utterance becomes "[speech]"): benchmarks only',
+    )
     asr_threads: int = Field(default=2, ge=1)
     asr_decode_lanes: int = Field(
         default=2, ge=1, le=8,
@@ -91,6 +94,18 @@ class Settings(BaseSettings):
         default=1024 * 1024, ge=1024, description="Largest JSON request body of the REST API (recordings excepted)"
     )
     stop_timeout_s: float = Field(default=30.0, gt=0)
+    gateway_buffer_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=64 * 1024, description="Audio one gateway process holds awaiting the broker's "
+        "acknowledgement, all streams together; once spent, streams stop reading from their clients (backpressure)",
+    )
+    broker_stall_timeout_s: float = Field(
+        default=20.0, gt=0, description="A stream the broker acknowledges nothing of for this long is closed with "
+        "an error saying how much of its audio is stored (close code 1013)",
+    )
+    stream_lease_s: float = Field(
+        default=15.0, ge=1.0, description="A gateway replica renews its streams' leases every third of this; another "
+        "replica ends the streams of one that stopped renewing for this long (it died)",
+    )
 
     # Telephony (producers/sip, docs/telephony.md): the SIP gateway process, `convoscope gateway sip`.
     semantic_trackers: bool = Field(
@@ -129,6 +144,11 @@ class Settings(BaseSettings):
     )
     url_fetch_timeout_s: float = Field(default=300.0, gt=0, description="Whole download of a media URL")
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    outbound_blocked_networks: str = Field(
+        default="0.0.0.0/8,169.254.0.0/16,100.100.100.200/32,::/128,fe80::/10,fd00:ec2::254/128",
+        description="CIDRs that webhooks, webhookUrl and media URLs may not reach (checked after DNS resolution); "
+        "default: link-local (cloud metadata) and a few never-legitimate addresses (convoscope.egress); empty: none",
+    )
     max_concurrent_jobs: int = Field(default=100, ge=1, description="Per app, jobs scheduled or in progress")
     job_timeout_s: float = Field(default=86_400.0, gt=0, description="A job not completed after this has failed")
 
@@ -164,6 +184,14 @@ class Settings(BaseSettings):
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("CONVOSCOPE_TLS_CERTFILE and CONVOSCOPE_TLS_KEYFILE go together: set both or neither")
         return self
+
+    @field_validator("outbound_blocked_networks")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        from convoscope.egress import parse_networks  # a typo must stop the process, not open the network
+
+        parse_networks(value)
+        return value
 
     @field_validator("media_dirs", mode="before")
     @classmethod

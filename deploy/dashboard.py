@@ -65,6 +65,13 @@ ROWS: tuple[Row, ...] = (
         Panel("Results pushed to live clients",
               ((f"sum by (kind) (rate(convoscope_gateway_results_sent_total{{{NS}}}[$__rate_interval]))",
                 "{{kind}}"),), unit="ops"),
+        Panel("Audio awaiting the broker",
+              ((f"sum by (pod) (convoscope_gateway_buffered_bytes{{{NS}}})", "{{pod}}"),), unit="bytes",
+              description="Held within CONVOSCOPE_GATEWAY_BUFFER_BYTES per gateway; near it, the broker is stalling "
+                          "and streams are held back (docs/operations.md#gateway-faults)."),
+        Panel("Streams of dead replicas ended",
+              ((f"sum(increase(convoscope_gateway_streams_reaped_total{{{NS}}}[$__rate_interval]))", "streams"),),
+              unit="short", description="Leases that ran out: a gateway died (or lost the database) with streams on."),
         Panel("Gateway CPU and memory",
               ((f'sum by (pod) (rate(process_cpu_seconds_total{{{NS}, job=~"convoscope-(gateway|api)"}}'
                 f"[$__rate_interval]))", "{{pod}} CPU"),), unit="short"),

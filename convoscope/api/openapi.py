@@ -207,7 +207,7 @@ _ASYNC_OPTIONS: dict[str, Schema] = {
     name: STRING for name in ("name", "webhookUrl", "customVocabulary", "confidenceThreshold", "detectEntities",
                               "enableAllTrackers", "trackers", "enableSeparateRecognitionPerChannel", "channelMetadata",
                               "languageCode", "mode", "enableSpeakerDiarization", "diarizationSpeakerCount",
-                              "metadata")
+                              "metadata", "redaction")
 }
 _async_errors = ("400", "401", "413", "415", "429", "503")
 _process_audio = operation("Submit a recording (the request body is the file)", ref("JobAccepted"), tag="Async",

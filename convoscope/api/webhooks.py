@@ -24,6 +24,7 @@ from convoscope.api.insights import _json_body
 from convoscope.api.routes import ApiError, _int_param, _json_errors, _sessions, authenticate
 from convoscope.api.serialize import optional_iso_ms
 from convoscope.db.models import Webhook, WebhookDelivery
+from convoscope.egress import BlockedDestination, check_url, parse_networks
 from convoscope.timestamps import iso_ms, now_ms
 from sinks.webhooks.logic import EVENT_TYPES, new_secret
 from sinks.webhooks.outbox import DeliveryStatus
@@ -114,6 +115,11 @@ async def create_webhook(request: Request) -> Response:
     """POST /v1/manage/webhooks: the answer carries the signing secret (generated unless given); keep it."""
     app_id = authenticate(request)
     url, event_types, conversation_id, secret = _parse_webhook(await _json_body(request))
+    try:
+        # An address literal is refused now; a host name is checked by the sender after each resolution.
+        check_url(url, parse_networks(request.app.state.settings.outbound_blocked_networks))
+    except BlockedDestination as exc:
+        raise ApiError(400, f"url is not allowed: {exc}.") from None
     at = now_ms()
     webhook = Webhook(id=str(uuid.uuid4()), app_id=app_id, url=url, event_types=event_types,
                       conversation_id=conversation_id, secret=secret or new_secret(), created_at_ms=at,

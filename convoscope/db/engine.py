@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
@@ -58,9 +59,32 @@ def create_engine(settings_or_url: Settings | str, **kwargs: Any) -> AsyncEngine
                  else DEFAULT_DATABASE_TIMEOUT_S)
     kwargs.setdefault("pool_pre_ping", True)
     # asyncpg's own connect timeout is 60 s: a black-holed database would hold every request that long.
-    kwargs.setdefault("connect_args", {"timeout": timeout_s})
+    kwargs["connect_args"] = dict(kwargs.get("connect_args", {"timeout": timeout_s}))
+    url = _libpq_tls_options(url, kwargs["connect_args"])
     kwargs.setdefault("pool_timeout", timeout_s)
     return create_async_engine(url, **kwargs)
+
+
+def _libpq_tls_options(url: URL, connect_args: dict[str, Any]) -> URL:
+    """Takes libpq's spellings in DATABASE_URL too. SQLAlchemy hands query parameters to ``asyncpg.connect`` as
+    keywords, and asyncpg has ``ssl`` (a mode: require, verify-ca, verify-full, ...) but neither ``sslmode`` nor
+    ``sslrootcert``: ``sslmode`` is renamed, and ``sslrootcert`` (the CA that signed the server's certificate)
+    becomes an SSL context that verifies against it (and the host name too with verify-full). Without
+    ``sslrootcert``, verify-ca/verify-full read the CA from PGSSLROOTCERT or ~/.postgresql/root.crt (asyncpg)."""
+    query = {key: value for key, value in url.query.items() if isinstance(value, str)}
+    if "sslmode" in query:
+        query.setdefault("ssl", query["sslmode"])
+        del query["sslmode"]
+    rootcert = query.pop("sslrootcert", None)
+    if rootcert is not None:
+        mode = query.pop("ssl", "verify-full")
+        if mode not in ("require", "verify-ca", "verify-full"):
+            raise ValueError(f"DATABASE_URL: sslrootcert goes with ssl=verify-full, verify-ca or require, "
+                             f"not ssl={mode}")
+        context = ssl.create_default_context(cafile=rootcert)  # verifies the chain; libpq does so for require too
+        context.check_hostname = mode == "verify-full"
+        connect_args["ssl"] = context
+    return url.set(query=query) if query != dict(url.query) else url
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

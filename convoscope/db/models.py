@@ -20,6 +20,7 @@ __all__ = [
     "Entity",
     "Insight",
     "Job",
+    "LiveStream",
     "Member",
     "Message",
     "MessageTopicPhrases",
@@ -81,6 +82,31 @@ class Connection(Base):
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     updated_at_ms: Mapped[int] = mapped_column(BigInteger)
     ended_at_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class LiveStream(Base):
+    """A stream holding a seat in its connection's conversation, and who answers for it.
+
+    ``state`` is "live" while a gateway replica renews ``due_at_ms`` (its lease); "ending" once a reaper claimed an
+    expired lease (``due_at_ms`` bounds the claim); "held" after the stream's END went out, until ``due_at_ms``, the
+    end of the start_request's noConnectionTimeout. Deleting the row and decrementing the connection's open streams
+    happen in one transaction, so each seat is given up exactly once."""
+
+    __tablename__ = "live_streams"
+
+    stream_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[str] = mapped_column(String(128))
+    conversation_id: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    due_at_ms: Mapped[int] = mapped_column(BigInteger)
+    hold_ms: Mapped[int] = mapped_column(BigInteger)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    __table_args__ = (
+        Index("ix_live_streams_state_due_at_ms", "state", "due_at_ms"),
+        Index("ix_live_streams_app_id_connection_id", "app_id", "connection_id"),
+    )
 
 
 class Conversation(Base):

@@ -14,7 +14,8 @@ spaCy's NER does the bulk; around it:
   as "<amount> <ISO currency>", numbers and percentages as digits.
 
 Types are Symbl's lowercase names; ``category`` is "PII" for person, email, phone_number and credit_card, otherwise
-"Managed".
+"Managed". The email, phone and card patterns live in ``processors/pii.py``, shared with redaction; a redacted
+transcript's placeholders (``[EMAIL]``, ``[PERSON]``...) yield no entity.
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc, Span
 
 from processors.insights.due_dates import find_due_phrases
+from processors.pii import (
+    CARD,
+    DIGIT_WORDS,
+    EMAIL,
+    PHONE,
+    SPOKEN_EMAIL,
+    SPOKEN_PHONE,
+    card_brand,
+    luhn_valid,
+    overlaps_placeholder,
+    placeholder_spans,
+)
 
 __all__ = ["DetectedEntity", "EntityDetector", "detect_entities", "parse_number"]
 
@@ -88,24 +101,10 @@ _SPEECH_VERBS = frozenset(
 )
 _FREQUENCY_WORDS = frozenset("annual annually daily weekly monthly quarterly yearly biweekly hourly".split())
 
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
-_SPOKEN_EMAIL = re.compile(
-    r"\b(?P<local>[a-z0-9]+(?:\s+dot\s+[a-z0-9]+)*)\s+at\s+"
-    r"(?P<domain>[a-z0-9]+(?:\s+dot\s+[a-z0-9]+)*\s+dot\s+(?:com|org|net|io|co|edu|gov|ai|dev|uk|de))\b",
-    re.IGNORECASE,
-)
-_PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?(?:\(?\d{1,4}\)?[\s.-]?){2,4}\d{2,4}"
-    r"|(?:1[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4})(?!\w)"
-)
-_DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-                "seven": "7", "eight": "8", "nine": "9"}
-_SPOKEN_PHONE = re.compile(r"\b(?:(?:" + "|".join(_DIGIT_WORDS) + r")\b[\s-]*){7,}", re.IGNORECASE)
 _PERCENT = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?(?:%|percent\b|per\s+cent\b)", re.IGNORECASE)
 _MONEY = re.compile(
     r"[$€£¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:k|m|mm|bn|thousand|million|billion)\b)?", re.IGNORECASE
 )
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _QUARTER = re.compile(
     r"\b(?:q(?P<q>[1-4])(?:\s+(?:of\s+)?(?P<qyear>(?:19|20)\d{2}))?"
     r"|(?:the\s+)?(?P<which>first|second|third|fourth|1st|2nd|3rd|4th|last|next|this)\s+quarter"
@@ -186,26 +185,6 @@ def _format_number(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else f"{round(number, 4):g}"
 
 
-def _luhn_valid(digits: str) -> bool:
-    checksum = 0
-    for i, char in enumerate(reversed(digits)):
-        digit = int(char)
-        if i % 2 == 1:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        checksum += digit
-    return checksum % 10 == 0
-
-
-def _card_brand(digits: str) -> str:
-    if digits.startswith("4"):
-        return "visa"
-    if digits[:2] in {"51", "52", "53", "54", "55"} or 2221 <= int(digits[:4]) <= 2720:
-        return "mastercard"
-    if digits[:2] in {"34", "37"}:
-        return "amex"
-    return "other"
-
-
 @dataclass(frozen=True)
 class _Candidate:
     start: int
@@ -219,25 +198,25 @@ class _Candidate:
 
 def _pattern_candidates(text: str, reference: datetime) -> list[_Candidate]:
     found: list[_Candidate] = []
-    for m in _EMAIL.finditer(text):
+    for m in EMAIL.finditer(text):
         found.append(_Candidate(m.start(), m.end(), "email", None, m.group().lower(), _PATTERN))
-    for m in _SPOKEN_EMAIL.finditer(text):
+    for m in SPOKEN_EMAIL.finditer(text):
         local = re.sub(r"\s+dot\s+", ".", m.group("local").lower())
         domain = re.sub(r"\s+dot\s+", ".", m.group("domain").lower())
         found.append(_Candidate(m.start(), m.end(), "email", "spoken", f"{local}@{domain}", _PATTERN))
-    for m in _CARD.finditer(text):
+    for m in CARD.finditer(text):
         digits = re.sub(r"\D", "", m.group())
-        if 13 <= len(digits) <= 19 and _luhn_valid(digits):
-            found.append(_Candidate(m.start(), m.end(), "credit_card", _card_brand(digits), digits, _PATTERN + 1))
-    for m in _PHONE.finditer(text):
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            found.append(_Candidate(m.start(), m.end(), "credit_card", card_brand(digits), digits, _PATTERN + 1))
+    for m in PHONE.finditer(text):
         digits = re.sub(r"\D", "", m.group())
         value = ("+" if m.group().startswith("+") else "") + digits
         found.append(_Candidate(m.start(), m.end(), "phone_number", None, value, _PATTERN))
-    for m in _SPOKEN_PHONE.finditer(text):
+    for m in SPOKEN_PHONE.finditer(text):
         words = re.findall(r"[a-z]+", m.group().lower())
         end = m.start() + len(m.group().rstrip(" -"))
         found.append(_Candidate(m.start(), end, "phone_number", "spoken",
-                                "".join(_DIGIT_WORDS[w] for w in words), _PATTERN))
+                                "".join(DIGIT_WORDS[w] for w in words), _PATTERN))
     for m in _PERCENT.finditer(text):
         number = parse_number(re.sub(r"%|percent|per\s+cent", " ", m.group().lower()))
         found.append(_Candidate(m.start(), m.end(), "percent", None, f"{_format_number(number or 0)}%", _PATTERN))
@@ -326,6 +305,10 @@ class EntityDetector:
                 candidate = _ner_candidate(text, part)
                 if candidate is not None:
                     candidates.append(candidate)
+        masked = placeholder_spans(text)
+        if masked:
+            # A redacted transcript's "[PHONE_NUMBER]" is no entity (NER calls it a PERSON): nothing may touch one.
+            candidates = [c for c in candidates if not overlaps_placeholder(masked, c.start, c.end)]
         chosen = _select(candidates)
         return self._finish(text, chosen, reference, ner_doc)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from processors.insights.sentiment import Sentiment, label_for
+from processors.pii import blank_placeholders
 
 if TYPE_CHECKING:  # only annotations: ranking stored phrases (the API, the email sink) must not load spaCy
     from spacy.language import Language
@@ -94,12 +95,15 @@ def _is_content(token: Token, excluded: set[int]) -> bool:
 
 def phrase_candidates(text: str, *, nlp: Language | None = None, doc: Doc | None = None) -> list[PhraseCandidate]:
     """Topic phrase candidates of one message, in text order, one per distinct root-word set."""
+    masked = blank_placeholders(text)
+    if masked != text:
+        doc = None  # a redacted message: parse it without its placeholders ("[CREDIT_CARD]" is no topic)
     if doc is None:
         if nlp is None:
             from processors.insights.language import load_nlp
 
             nlp = load_nlp()
-        doc = nlp(text)
+        doc = nlp(masked)
     excluded = {t.i for ent in doc.ents if ent.label_ in _EXCLUDED_ENTITIES for t in ent}
     found: dict[tuple[str, ...], PhraseCandidate] = {}
     for chunk in doc.noun_chunks:

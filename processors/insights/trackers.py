@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -25,6 +25,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from processors.insights.embeddings import SentenceEmbedder
+from processors.pii import blank_placeholders
 
 __all__ = [
     "DEFAULT_SEMANTIC_THRESHOLD",
@@ -267,8 +268,15 @@ class TrackerMatcher:
 
     def match(self, text: str, *, doc: Doc | None = None) -> list[TrackerHit]:
         """Hits in ``text``, in tracker order then phrase order; ``doc`` may be passed if ``text`` is parsed already."""
-        hits = self.lexical_matches(text, doc=doc)
-        hits += self.semantic_matches(text, skip={h.tracker_name for h in hits})
+        masked = blank_placeholders(text)
+        if masked != text:
+            # A redacted message: a "phone number" tracker must not match its "[PHONE_NUMBER]". Offsets are kept,
+            # and the matched text is the message's own.
+            hits = [replace(h, matched_text=text[h.offset:h.offset + len(h.matched_text)]) if h.offset >= 0 else h
+                    for h in self.lexical_matches(masked)]
+        else:
+            hits = self.lexical_matches(text, doc=doc)
+        hits += self.semantic_matches(masked, skip={h.tracker_name for h in hits})
         return sorted(hits, key=lambda h: self._phrase_index[(h.tracker_name, h.vocabulary)])
 
     def lexical_matches(self, text: str, *, doc: Doc | None = None) -> list[TrackerHit]:

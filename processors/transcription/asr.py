@@ -8,6 +8,10 @@ Models ship in Python packages, nothing is downloaded:
 ``WhisperRecognizer`` drives CTranslate2 directly (one encoder pass per call) instead of
 ``WhisperModel.transcribe``: with word timestamps, ``transcribe`` re-runs the 30 s encoder on the last
 fraction of a second after the last word, which costs ~40 % more per utterance for nothing.
+
+``PlaceholderRecognizer`` (``CONVOSCOPE_ASR_MODEL=none``) is for benchmarks only: it recognizes nothing and
+answers every utterance with ``PLACEHOLDER_TEXT``, so the gateway and the pipeline around the decoder
+(VAD, endpointing, topics, store, live push) can be measured without Whisper's CPU.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BASE_MODEL_SHA256",
     "BASE_MODEL_SIZE_BYTES",
+    "PLACEHOLDER_TEXT",
+    "PlaceholderRecognizer",
     "Recognizer",
     "Transcription",
     "WhisperRecognizer",
@@ -91,6 +97,28 @@ class Recognizer(Protocol):
         ...
 
     def transcribe_interim(self, audio: np.ndarray, *, max_new_tokens: int) -> str: ...
+
+
+PLACEHOLDER_TEXT = "[speech]"
+"""The whole text of every final and interim of ``PlaceholderRecognizer``."""
+
+
+class PlaceholderRecognizer:
+    """No speech recognition, for benchmarks (``CONVOSCOPE_ASR_MODEL=none``): every final is one "word",
+    ``PLACEHOLDER_TEXT``, spanning the utterance's audio, and every interim is that text. VAD and endpointing
+    still decide the utterances, so end-of-utterance latency through the pipeline stays measurable."""
+
+    model_name = "none"
+
+    def __init__(self, lanes: int = 1) -> None:
+        self.lanes = lanes
+
+    def transcribe_final(self, audio: np.ndarray, *, beam_size: int = 5) -> Transcription:
+        duration_s = round(len(audio) / SAMPLE_RATE_HZ, 3)
+        return Transcription(PLACEHOLDER_TEXT, (WordTiming(PLACEHOLDER_TEXT, 0.0, duration_s, 1.0),), 1.0)
+
+    def transcribe_interim(self, audio: np.ndarray, *, max_new_tokens: int) -> str:
+        return PLACEHOLDER_TEXT
 
 
 def _package_dir(module: str) -> Path:

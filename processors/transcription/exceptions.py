@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ModelIntegrityError", "ModelNotInstalledError", "TranscriptionError"]
+__all__ = ["ModelIntegrityError", "ModelNotInstalledError", "RedactionUnavailableError", "TranscriptionError"]
 
 
 class TranscriptionError(Exception):
@@ -17,3 +17,7 @@ class ModelNotInstalledError(TranscriptionError):
 
 class ModelIntegrityError(TranscriptionError):
     """A reassembled model file does not have the expected size or SHA-256."""
+
+
+class RedactionUnavailableError(TranscriptionError):
+    """A stream asked for person redaction and the name detector (spaCy's English model) cannot be loaded."""

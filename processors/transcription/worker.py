@@ -39,8 +39,16 @@ from convoscope.kafka import (
 )
 from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
-from processors.transcription.asr import Recognizer, Transcription, WhisperRecognizer
+from processors.transcription.asr import (
+    PLACEHOLDER_TEXT,
+    PlaceholderRecognizer,
+    Recognizer,
+    Transcription,
+    WhisperRecognizer,
+)
 from processors.transcription.endpointing import EndpointerConfig
+from processors.transcription.exceptions import RedactionUnavailableError
+from processors.transcription.people import LazyPeopleFinder
 from processors.transcription.policy import (
     DecodeJob,
     DecodePolicy,
@@ -48,6 +56,7 @@ from processors.transcription.policy import (
     mark_interim_finished,
     mark_started,
 )
+from processors.transcription.redaction import redact_text, redact_transcription, redaction_types
 from processors.transcription.stream_state import StreamState, Utterance
 from processors.transcription.vad import SAMPLE_RATE_HZ, ProbabilitySource, SileroStreamingVad
 from schemas.serde import SchemaError
@@ -154,6 +163,8 @@ class TranscriptionWorker:
         self._wake = asyncio.Event()
         self._publish_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=max(1, recognizer.lanes), thread_name_prefix="whisper-decode")
+        self._people = LazyPeopleFinder()
+        """Names for ``person`` redaction; spaCy is loaded only once a stream asks for that."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: asyncio.Future[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -340,6 +351,7 @@ class TranscriptionWorker:
             progress = self._progress.get(conversation, {}).get(stream_id)
             if progress is not None and progress["ended"]:
                 return None  # fully transcribed before: a replayed or duplicated frame
+            redaction = redaction_types(frame["redaction_types"])
             state = StreamState(
                 stream_id=stream_id,
                 conversation_id=conversation,
@@ -351,6 +363,8 @@ class TranscriptionWorker:
                     "language": frame["language"],
                     # The call's correlation id (set by the gateway), carried on to everything made from it.
                     "trace_id": trace_id_from(record.headers),
+                    # What to mask before publishing; every frame of a stream carries the same types.
+                    "redaction": redaction,
                 },
                 vad_factory=self.vad_factory,
                 finalized_until_sample=progress["finalized_until_sample"] if progress else 0,
@@ -360,6 +374,9 @@ class TranscriptionWorker:
             )
             self._streams[stream_id] = state
             self._stream_partition[stream_id] = record.partition
+            if "person" in redaction and not self._people.loaded:
+                # Load spaCy while the first utterance is still being spoken, not in its final's decode.
+                self._spawn(self._load_people())
         if frame["kind"] == "END":
             state.end(record.offset, frame["start_sample"], now)
         else:
@@ -373,6 +390,12 @@ class TranscriptionWorker:
             self.stats.audio_received_s += len(pcm) / SAMPLE_RATE_HZ
             AUDIO_SECONDS.inc(len(pcm) / SAMPLE_RATE_HZ)
         return state
+
+    async def _load_people(self) -> None:
+        try:
+            await asyncio.to_thread(self._people.load)
+        except RedactionUnavailableError as exc:
+            log.error("%s; transcripts of streams that ask for person redaction are withheld", exc)
 
     def _evict_idle(self, now: float) -> None:
         for stream_id, state in list(self._streams.items()):
@@ -418,7 +441,10 @@ class TranscriptionWorker:
 
     async def _run_job(self, job: DecodeJob, state: StreamState, audio: np.ndarray) -> None:
         started = time.monotonic()
-        result = await asyncio.get_running_loop().run_in_executor(self._executor, partial(self._decode, job, audio))
+        redaction = state.metadata["redaction"]
+        assert isinstance(redaction, frozenset)
+        result = await asyncio.get_running_loop().run_in_executor(
+            self._executor, partial(self._decode, job, audio, redaction))
         finished = time.monotonic()
         if job.live:
             # Interims thin out with the load of live work only; recorded audio yields to them anyway.
@@ -448,12 +474,20 @@ class TranscriptionWorker:
         elif isinstance(result, str) and result:
             await self._send_interim(state, job, result)
 
-    def _decode(self, job: DecodeJob, audio: np.ndarray) -> Transcription | str:
-        """Runs in the decode thread. A decoder error on one utterance must not wedge the stream."""
+    def _decode(self, job: DecodeJob, audio: np.ndarray, redaction: frozenset[str]) -> Transcription | str:
+        """Runs in the decode thread. A decoder error on one utterance must not wedge the stream. Redaction happens
+        here, before the result reaches anything that publishes it (and off the event loop: names need spaCy)."""
         try:
             if job.kind == "final":
-                return self.recognizer.transcribe_final(audio, beam_size=job.beam_size)
-            return self.recognizer.transcribe_interim(audio, max_new_tokens=job.max_new_tokens)
+                final = self.recognizer.transcribe_final(audio, beam_size=job.beam_size)
+                return redact_transcription(final, redaction, find_people=self._people) if redaction else final
+            interim = self.recognizer.transcribe_interim(audio, max_new_tokens=job.max_new_tokens)
+            return redact_text(interim, redaction, find_people=self._people, partial=True) if redaction else interim
+        except RedactionUnavailableError:
+            # Fail closed: an utterance that cannot be masked as asked is not published at all.
+            log.exception("redacting %s [%d, %d) of stream %s failed; publishing nothing for it",
+                          job.kind, job.start_sample, job.end_sample, job.stream_id)
+            return Transcription("", (), 0.0) if job.kind == "final" else ""
         except (RuntimeError, ValueError):
             log.exception(
                 "decoding %s [%d, %d) of stream %s failed; publishing nothing for it",
@@ -671,7 +705,11 @@ async def run_transcription_worker(
     """Run the transcription worker until ``stop`` is set (forever if None). Loads the model first.
 
     ``health`` turns ready once the model is loaded and the consumer group has assigned partitions."""
-    if recognizer is None:
+    if recognizer is None and settings.asr_model == "none":
+        log.warning("CONVOSCOPE_ASR_MODEL=none: no speech recognition, every utterance becomes %r (benchmarks only)",
+                    PLACEHOLDER_TEXT)
+        recognizer = PlaceholderRecognizer(settings.asr_decode_lanes)
+    elif recognizer is None:
         whisper = await asyncio.to_thread(WhisperRecognizer.from_settings, settings)
         await asyncio.to_thread(whisper.warm_up)
         recognizer = whisper

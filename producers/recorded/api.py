@@ -28,12 +28,14 @@ from starlette.routing import BaseRoute, Route
 
 from convoscope.api.routes import ApiError, authenticate, error_response
 from convoscope.db.models import Job
+from convoscope.egress import BlockedDestination, check_url, parse_networks
+from convoscope.settings import Settings
 from convoscope.timestamps import iso_ms
 from producers.audio import PIPELINE_SAMPLE_RATE_HZ
 from producers.recorded.exceptions import InvalidOptions, RecordedAudioError, RecordingTooLarge, UndecodableAudio
 from producers.recorded.fetch import media_source
 from producers.recorded.jobs import JobStatus, stream_progress
-from producers.recorded.options import options_from_json, options_from_query
+from producers.recorded.options import ProcessOptions, options_from_json, options_from_query
 from producers.recorded.service import RecordedAudio, TooManyJobs
 
 __all__ = ["JOB_NOT_FOUND", "recorded_routes"]
@@ -90,12 +92,22 @@ async def _json_body(request: Request) -> Any:
         raise InvalidOptions("the request body must be a JSON object") from None
 
 
+def _check_webhook_url(options: ProcessOptions, settings: Settings) -> None:
+    """A webhookUrl naming a blocked address is refused now; a host name is checked when it is called."""
+    if options.webhook_url:
+        try:
+            check_url(options.webhook_url, parse_networks(settings.outbound_blocked_networks))
+        except BlockedDestination as exc:
+            raise InvalidOptions(f"webhookUrl is not allowed: {exc}") from None
+
+
 @_errors
 async def process_audio(request: Request) -> Response:
     """POST /v1/process/audio, PUT /v1/process/audio/{conversation_id}: the recording is the request body."""
     app_id = authenticate(request)
     options = options_from_query(request.query_params)
     recorded = _service(request)
+    _check_webhook_url(options, recorded.settings)
     conversation_id = request.path_params.get("conversation_id")
     if conversation_id is not None:
         await recorded.check_conversation(app_id, conversation_id)
@@ -118,13 +130,15 @@ async def process_audio_url(request: Request) -> Response:
     url, options = options_from_json(body)
     recorded = _service(request)
     settings = recorded.settings
+    _check_webhook_url(options, settings)
     conversation_id = request.path_params.get("conversation_id")
     if conversation_id is not None:
         await recorded.check_conversation(app_id, conversation_id)
     await recorded.check_capacity(app_id)
     with recorded.workspace() as workdir:
         media = await media_source(url, workdir, media_dirs=settings.media_dirs, max_bytes=settings.max_upload_bytes,
-                                   timeout_s=settings.url_fetch_timeout_s)
+                                   timeout_s=settings.url_fetch_timeout_s,
+                                   blocked_networks=parse_networks(settings.outbound_blocked_networks))
         accepted = await recorded.accept(app_id, options, media, workdir, kind="audio_url", source=url,
                                          conversation_id=conversation_id)
     return JSONResponse(accepted.json(), status_code=201)

@@ -39,7 +39,7 @@ class RecordingTooLarge(RecordedAudioError):
 
 
 class MediaNotAllowed(RecordedAudioError):
-    """A file:// URL outside the directories the operator allowed."""
+    """A file:// URL outside the directories the operator allowed, or a URL in a blocked network."""
 
     status_code = 403
 

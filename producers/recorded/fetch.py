@@ -2,7 +2,8 @@
 
 Downloads are streamed to disk with a size limit (checked against Content-Length first, then while reading) and
 one deadline for the whole transfer. ``file://`` URLs are read in place, only below ``CONVOSCOPE_MEDIA_DIRS``
-(after resolving symbolic links and ``..``), so a client cannot make the server read anything else.
+(after resolving symbolic links and ``..``), so a client cannot make the server read anything else. Downloads
+never connect to an address in CONVOSCOPE_OUTBOUND_BLOCKED_NETWORKS, redirects included (``convoscope.egress``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from convoscope.egress import BlockedDestination, Network, guarded_transport
 from producers.recorded.exceptions import InvalidOptions, MediaFetchFailed, MediaNotAllowed, RecordingTooLarge
 
 __all__ = ["MAX_REDIRECTS", "allowed_media_file", "download", "media_source"]
@@ -40,13 +42,17 @@ def allowed_media_file(url: str, media_dirs: Sequence[Path], max_bytes: int) -> 
     return path
 
 
-async def download(url: str, destination: Path, *, max_bytes: int, timeout_s: float) -> None:
-    """Stream ``url`` into ``destination``: at most ``max_bytes``, within ``timeout_s`` in all."""
+async def download(url: str, destination: Path, *, max_bytes: int, timeout_s: float,
+                   blocked_networks: Sequence[Network] = ()) -> None:
+    """Stream ``url`` into ``destination``: at most ``max_bytes``, within ``timeout_s`` in all. Every connection
+    (redirects included) is refused if its host resolves into ``blocked_networks`` (``MediaNotAllowed``)."""
     timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    transport = guarded_transport(blocked_networks)
     try:
         async with (
             asyncio.timeout(timeout_s),
-            httpx.AsyncClient(timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS) as client,
+            httpx.AsyncClient(timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS,
+                              transport=transport) as client,
             client.stream("GET", url) as response,
         ):
             if response.status_code != 200:
@@ -65,10 +71,13 @@ async def download(url: str, destination: Path, *, max_bytes: int, timeout_s: fl
         raise MediaFetchFailed(f"fetching the url took longer than {timeout_s:.0f} s") from None
     except httpx.HTTPError as exc:
         raise MediaFetchFailed(f"could not fetch the url ({type(exc).__name__}: {exc})") from exc
+    except BlockedDestination as exc:
+        raise MediaNotAllowed(f"the media url may not be fetched: {exc}") from None
 
 
 async def media_source(
-    url: str, workdir: Path, *, media_dirs: Sequence[Path], max_bytes: int, timeout_s: float
+    url: str, workdir: Path, *, media_dirs: Sequence[Path], max_bytes: int, timeout_s: float,
+    blocked_networks: Sequence[Network] = (),
 ) -> Path:
     """A local path holding the media ``url`` names (downloaded into ``workdir`` when remote)."""
     scheme = urlsplit(url).scheme.lower()
@@ -76,6 +85,6 @@ async def media_source(
         return allowed_media_file(url, media_dirs, max_bytes)
     if scheme in ("http", "https"):
         destination = workdir / "download"
-        await download(url, destination, max_bytes=max_bytes, timeout_s=timeout_s)
+        await download(url, destination, max_bytes=max_bytes, timeout_s=timeout_s, blocked_networks=blocked_networks)
         return destination
     raise InvalidOptions("url must be an http, https or file URL")

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convoscope.db.models import Conversation, Job
+from convoscope.egress import BlockedDestination, guarded_transport, parse_networks
 from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
 from producers.recorded.jobs import OPEN_STATUSES, JobStatus, derive_status, stream_progress, transition
@@ -62,7 +63,9 @@ class JobMonitor:
         self._deliveries: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._http = httpx.AsyncClient(timeout=self._settings.webhook_timeout_s)
+        # webhookUrl is the client's choice: connections are checked against CONVOSCOPE_OUTBOUND_BLOCKED_NETWORKS.
+        transport = guarded_transport(parse_networks(self._settings.outbound_blocked_networks))
+        self._http = httpx.AsyncClient(timeout=self._settings.webhook_timeout_s, transport=transport)
         self._task = asyncio.create_task(self._run(), name="job-monitor")
 
     async def stop(self) -> None:
@@ -149,6 +152,9 @@ class JobMonitor:
             except httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 continue
+            except BlockedDestination as exc:
+                reason = f"not sent: {exc}"  # retrying cannot help
+                break
             if response.is_success:
                 WEBHOOKS.labels("delivered").inc()
                 return

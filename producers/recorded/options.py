@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from producers.recorded.exceptions import InvalidOptions
+from producers.redaction import RedactionError, parse_redaction
 
 __all__ = ["ChannelSpeaker", "ProcessOptions", "TrackerOption", "options_from_json", "options_from_query"]
 
@@ -54,6 +55,8 @@ class ProcessOptions:
     channel_speakers: Mapping[int, ChannelSpeaker] = field(default_factory=dict)
     """channelMetadata by channel number, from 1."""
     trackers: tuple[TrackerOption, ...] = ()
+    redaction: tuple[str, ...] = ()
+    """convoscope's own ``redaction`` (producers/redaction.py): the PII types masked in the transcripts."""
     given: Mapping[str, Any] = field(default_factory=dict)
     """Every option as the client sent it (decoded from JSON text), kept with the job."""
 
@@ -163,6 +166,13 @@ def _trackers(value: Any) -> tuple[TrackerOption, ...]:
     return tuple(trackers)
 
 
+def _redaction(value: Any) -> tuple[str, ...]:
+    try:
+        return parse_redaction(value)
+    except RedactionError as exc:
+        raise InvalidOptions(str(exc)) from exc
+
+
 _PARSERS: dict[str, tuple[str, Any]] = {
     "name": ("name", _str),
     "webhookUrl": ("webhook_url", lambda v, _k: _webhook(v)),
@@ -176,6 +186,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "enableSeparateRecognitionPerChannel": ("separate_channels", _bool),
     "channelMetadata": ("channel_speakers", lambda v, _k: _channel_speakers(v)),
     "trackers": ("trackers", lambda v, _k: _trackers(v)),
+    "redaction": ("redaction", lambda v, _k: _redaction(v)),
 }
 
 

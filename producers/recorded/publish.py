@@ -50,6 +50,8 @@ class RecordedConversation:
     new: bool = True
     """Announce CONVERSATION_STARTED (a new conversation, not an append)."""
     attributes: dict[str, str] | None = None
+    redaction: tuple[str, ...] = ()
+    """PII types the transcriber masks (producers/redaction.py), on every frame."""
 
 
 def conversation_event(
@@ -88,6 +90,7 @@ def _frame(conversation: RecordedConversation, track: RecordedTrack, kind: str, 
         "language": conversation.language,
         "sent_at_ms": now_ms(),
         "live": False,
+        "redaction_types": list(conversation.redaction),
     }
 
 

@@ -40,6 +40,8 @@ class StoredStream:
     stream_started_at_ms: int
     stream_offset_ms: int
     pcm_path: Path
+    redaction: tuple[str, ...] = ()
+    """What the original stream had masked: its reprocessed transcripts are masked the same way."""
     samples: int = 0
     next_seq: int = 0
     ended: bool = False
@@ -121,6 +123,7 @@ async def read_stored_audio(
                         stream_started_at_ms=frame["stream_started_at_ms"],
                         stream_offset_ms=frame["stream_offset_ms"],
                         pcm_path=workdir / f"{frame['stream_id']}.s16",
+                        redaction=tuple(frame["redaction_types"]),
                     )
                     by_conversation[conversation_id].append(stream)
                 stream.add(frame)

@@ -22,6 +22,7 @@ from convoscope.ids import member_id, new_stream_id
 from convoscope.registry import CONVERSATION_TYPE, new_conversation_id
 from convoscope.services import Services
 from convoscope.timestamps import now_ms
+from processors.pii import REDACTION_TYPES
 from producers.audio import PIPELINE_SAMPLE_RATE_HZ
 from producers.conversation_settings import InlineTracker, app_trackers, conversation_settings_record
 from producers.recorded.decode import decode_recording
@@ -31,6 +32,7 @@ from producers.recorded.monitor import JobMonitor
 from producers.recorded.options import ALL_INSIGHT_TYPES, ProcessOptions
 from producers.recorded.publish import RecordedConversation, RecordedTrack, publish_recording
 from producers.recorded.reprocess import StoredStream, read_stored_audio, retention_problem
+from producers.redaction import redaction_attribute
 from producers.websocket.publisher import AudioPublisher, PublishError
 
 __all__ = ["CONVERSATION_NOT_FOUND", "Accepted", "RecordedAudio", "TooManyJobs", "Unavailable"]
@@ -203,7 +205,8 @@ class RecordedAudio:
             RecordedConversation(
                 app_id=app_id, conversation_id=conversation.id, started_at_ms=conversation.start_ms, job_id=job_id,
                 name=conversation.name, language=options.language_code, new=new,
-                attributes={"insight_types": ",".join(ALL_INSIGHT_TYPES)},
+                attributes={"insight_types": ",".join(ALL_INSIGHT_TYPES), **redaction_attribute(options.redaction)},
+                redaction=options.redaction,
             ),
             tracks,
         )
@@ -254,7 +257,10 @@ class RecordedAudio:
             for index, stream in enumerate(streams, start=1)
         ]
         duration_ms = max(t.stream_offset_ms + t.samples * 1000 // PIPELINE_SAMPLE_RATE_HZ for t in tracks)
-        options = ProcessOptions(language_code=streams[0].language)
+        # Re-transcribing must not undo redaction: every stream is masked as much as any original stream was.
+        redaction = {t for stream in streams for t in stream.redaction}
+        options = ProcessOptions(language_code=streams[0].language,
+                                 redaction=tuple(t for t in REDACTION_TYPES if t in redaction))
         return await self._start_job(
             app_id, options, tracks, kind="reprocess", source=f"conversation {conversation.id}",
             duration_ms=duration_ms, details={"channels": len(tracks)}, reprocess_of=conversation,

@@ -52,6 +52,7 @@ from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
 from producers.audio import PIPELINE_SAMPLE_RATE_HZ
 from producers.conversation_settings import app_trackers, conversation_settings_record
+from producers.redaction import redaction_attribute, types_of_attribute
 from producers.sip.access import DigestVerifier, SourceFilter, parse_digest_accounts
 from producers.sip.codecs import DTMF_PAYLOAD_TYPE, supported_codecs
 from producers.sip.media import LegMedia, PcmChunk
@@ -271,6 +272,8 @@ class Call:
     conversation_started_at_ms: int = 0
     language: str = "en-US"
     remote_uri: str = ""
+    redaction: tuple[str, ...] = ()
+    """PII types the transcriber masks (Telephony API ``redaction``); inbound calls have none."""
     sip_call_id: str = ""
     legs: list[Leg] = field(default_factory=list)
     trace_id: str = field(default_factory=new_trace_id)
@@ -436,6 +439,7 @@ class SipGateway:
             conversation_id=command["conversation_id"],
             conversation_started_at_ms=command["conversation_started_at_ms"] or command["at_ms"],
             language=command["language"], remote_uri=command["uri"] or "",
+            redaction=types_of_attribute(command["attributes"]),
         )
         if call.conversation_id in self.by_conversation:
             return  # a redelivered START of a call in progress
@@ -782,6 +786,7 @@ class SipGateway:
             "stream_offset_ms": max(0, started - call.conversation_started_at_ms),
             "language": call.language,
             "sent_at_ms": now_ms(),
+            "redaction_types": list(call.redaction),
         }
         leg.seq += 1
         return record
@@ -822,7 +827,8 @@ class SipGateway:
                 await self.events.event(self._event(
                     call, "STREAM_STARTED", subject=leg.stream_id, stream_id=leg.stream_id, member=leg.speaker,
                     attributes={"codec": leg.codec, "language": call.language, "direction": call.direction,
-                                "sample_rate_hz": str(PIPELINE_SAMPLE_RATE_HZ)}))
+                                "sample_rate_hz": str(PIPELINE_SAMPLE_RATE_HZ),
+                                **redaction_attribute(call.redaction)}))
                 leg.started = True
         finally:
             call.announced.set()

@@ -15,6 +15,7 @@ from typing import Any
 
 from convoscope.ids import member_id
 from producers.actions import ActionError, parse_actions, summary_email_recipients
+from producers.redaction import RedactionError, parse_redaction, redaction_attribute
 
 __all__ = [
     "ConnectStart",
@@ -53,6 +54,8 @@ class ConnectStart:
     users: tuple[dict[str, Any], ...] = ()
     insight_types: tuple[str, ...] = ()
     trackers: tuple[TrackerSpec, ...] = ()
+    redaction: tuple[str, ...] = ()
+    """convoscope's own ``redaction`` (producers/redaction.py): the PII types masked in the call's transcripts."""
 
     @property
     def summary_emails(self) -> tuple[str, ...]:
@@ -159,6 +162,10 @@ def parse_connect_request(body: Any) -> ConnectStart | ConnectStop:
     if timezone is not None and not isinstance(timezone, str):
         raise TelephonyRequestError("timezone must be a string such as \"US/Pacific\".")
     name = session.get("name")
+    try:
+        redaction = parse_redaction(body.get("redaction"))
+    except RedactionError as exc:
+        raise TelephonyRequestError(f"{exc}.") from exc
     return ConnectStart(
         uri=uri,
         connection_id=connection_id,
@@ -170,6 +177,7 @@ def parse_connect_request(body: Any) -> ConnectStart | ConnectStop:
         users=tuple((u.get("user") or u) for u in users if isinstance(u, dict)),
         insight_types=tuple(insight_types),
         trackers=_trackers(body.get("trackers")),
+        redaction=redaction,
     )
 
 
@@ -190,6 +198,7 @@ def start_command(request: ConnectStart, conversation_id: str, app_id: str, conv
             "audio_config": json.dumps(request.audio_config, separators=(",", ":")),
             **({"actions": json.dumps(list(request.actions), separators=(",", ":"))} if request.actions else {}),
             **({"name": request.name} if request.name else {}),
+            **redaction_attribute(request.redaction),  # the SIP gateway puts it on the call's audio frames
         },
     }
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
 
-__all__ = ["StreamSlots", "TokenBucket"]
+__all__ = ["ByteBudget", "StreamSlots", "TokenBucket"]
 
 
 class TokenBucket:
@@ -48,3 +49,29 @@ class StreamSlots:
 
     def open(self, app_id: str) -> int:
         return self._open[app_id]
+
+
+class ByteBudget:
+    """Bytes a gateway process may hold awaiting the broker's acknowledgement, shared by all its streams.
+
+    ``acquire`` waits while the budget is spent: the stream stops reading from its client (TCP backpressure), and
+    after ``timeout_s`` the caller gives up with a clear error instead of buffering without bound."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    async def acquire(self, size: int, timeout_s: float) -> None:
+        """Reserve ``size`` bytes (a record larger than the whole budget waits for an empty one); TimeoutError
+        after ``timeout_s``."""
+        size = min(size, self.limit)
+        deadline = time.monotonic() + timeout_s
+        while self.used + size > self.limit:
+            self._freed.clear()
+            await asyncio.wait_for(self._freed.wait(), max(0.0, deadline - time.monotonic()))
+        self.used += size
+
+    def release(self, size: int) -> None:
+        self.used = max(0, self.used - min(size, self.limit))
+        self._freed.set()

@@ -14,6 +14,7 @@ from typing import Any
 
 from producers.actions import ActionError, parse_actions, summary_email_recipients
 from producers.audio import AudioFormat, AudioFormatError
+from producers.redaction import RedactionError, parse_redaction
 
 __all__ = [
     "PING",
@@ -75,6 +76,8 @@ class StartRequest:
     disconnect_on_stop_timeout_s: int = MAX_TIMEOUT_S
     summary_emails: tuple[str, ...] = ()
     """Recipients of the summary email (``actions: [{"name": "sendSummaryEmail", ...}]``), sent on completion."""
+    redaction: tuple[str, ...] = ()
+    """convoscope's own ``config.redaction``: the PII types masked in this stream's transcripts."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -219,6 +222,12 @@ def _parse_start(body: dict[str, Any]) -> StartRequest:
     except ActionError as exc:
         raise ProtocolError("Bad request", str(exc)) from exc
 
+    try:
+        # In config like detectEntities, also accepted at the top level (where the Telephony API body has it).
+        redaction = parse_redaction(config.get("redaction", body.get("redaction")), "config.redaction")
+    except RedactionError as exc:
+        raise ProtocolError("Bad request", str(exc)) from exc
+
     title = config.get("meetingTitle", body.get("meetingTitle"))
     return StartRequest(
         audio_format=audio_format,
@@ -243,5 +252,6 @@ def _parse_start(body: dict[str, Any]) -> StartRequest:
             MAX_TIMEOUT_S,
         ),
         summary_emails=summary_emails,
+        redaction=redaction,
         raw=body,
     )

@@ -14,12 +14,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from convoscope.ids import event_id, member_id, new_stream_id
 from convoscope.logs import bind_log_context
-from convoscope.registry import join_conversation, leave_conversation
+from convoscope.registry import join_conversation
 from convoscope.services import Services
 from convoscope.timestamps import now_ms
 from producers.actions import recipients_attribute
 from producers.audio import PIPELINE_SAMPLE_RATE_HZ, AudioNormalizer
 from producers.conversation_settings import InlineTracker, app_trackers, conversation_settings_record
+from producers.redaction import redaction_attribute
 from producers.websocket.limits import StreamSlots, TokenBucket
 from producers.websocket.protocol import (
     PING,
@@ -30,7 +31,7 @@ from producers.websocket.protocol import (
     StopRequest,
     parse_client_message,
 )
-from producers.websocket.publisher import AudioPublisher, PublishError
+from producers.websocket.publisher import AudioPublisher, BrokerStalled, PublishError
 from sinks.live.hub import Subscription
 from sinks.live.symbl_format import conversation_completed
 from sinks.live.view import LiveOptions, LiveView
@@ -51,10 +52,6 @@ FINAL_DELIVERY_SECONDS = Histogram(
     "From the end of an utterance (wall clock of its last sample) to its final message leaving for the client",
     buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
 )
-# Streams whose client vanished without stop_request keep their seat in the conversation for the start_request's
-# noConnectionTimeout, so a client reconnecting to the same connectionId continues the conversation (Symbl's
-# semantics). Keyed by (app_id, connection_id); each held seat's task waits for its timeout or its release event.
-_HELD_SEATS: dict[tuple[str, str], dict[asyncio.Task[None], asyncio.Event]] = {}
 _STREAM_SLOTS: dict[int, StreamSlots] = {}
 """Open streams per app on this process, one counter per configured limit (tests run gateways in one process)."""
 
@@ -96,7 +93,8 @@ class StreamingSession:
         self.services = services
         self.app_id = app_id
         self.connection_id = connection_id
-        self.publisher = AudioPublisher(services.producer)
+        self.publisher = AudioPublisher(services.producer, services.audio_budget,
+                                        services.settings.broker_stall_timeout_s)
         self.stream: ActiveStream | None = None
         self._send_lock = asyncio.Lock()
         self._warned_audio_before_start = False
@@ -141,7 +139,14 @@ class StreamingSession:
             pass
         except PublishError as exc:
             log.error("connection %s: %s", self.connection_id, exc)
-            await self.send_error("Service unavailable", "audio could not be stored; please retry")
+            stored_s = self.publisher.acknowledged_samples / PIPELINE_SAMPLE_RATE_HZ
+            if isinstance(exc, BrokerStalled):
+                details = (f"the message broker accepted no audio for {self.publisher.stall_timeout_s:g} s; the "
+                           f"first {stored_s:.2f} s of this stream's audio are stored; reconnect with the same "
+                           "connectionId and send the rest")
+            else:
+                details = f"audio could not be stored ({exc}); the first {stored_s:.2f} s are; please retry"
+            await self.send_error("Service unavailable", details)
             await self.close(CloseCode.TRY_AGAIN_LATER, "audio could not be stored")
         finally:
             if self.stream is not None:
@@ -238,13 +243,17 @@ class StreamingSession:
 
     async def _start(self, request: StartRequest) -> None:
         services = self.services
-        joined = await join_conversation(
-            services.sessions, self.app_id, self.connection_id, request.meeting_title, now_ms()
-        )
-        for release in _HELD_SEATS.get((self.app_id, self.connection_id), {}).values():
-            release.set()  # the client is back: seats held for it here go now (this stream has its own)
-        conversation_id = joined.conversation_id
         stream_id = new_stream_id()
+        # What another replica needs to end this stream should this one die (producers/stream_seats.py).
+        seat = services.seats.seat(stream_id, request.no_connection_timeout_s, {
+            "name": request.speaker.name, "user_id": request.speaker.user_id, "language": request.language_code,
+            "stream_started_at_ms": now_ms(),
+        })
+        joined = await join_conversation(
+            services.sessions, self.app_id, self.connection_id, request.meeting_title, now_ms(), seat
+        )
+        services.seats.track(stream_id, self._seat_lost)
+        conversation_id = joined.conversation_id
         bind_log_context(conversation_id=conversation_id, stream_id=stream_id)
         speaker = {
             "id": member_id(conversation_id, request.speaker.user_id, request.speaker.name, stream_id),
@@ -271,6 +280,12 @@ class StreamingSession:
             forwarder=forwarder,
         )
         ACTIVE_STREAMS.inc()
+        # The client is back: seats held for it since it vanished go now (this stream has its own). Best effort:
+        # unreleased, they go at the end of their noConnectionTimeout anyway.
+        try:
+            await services.seats.client_returned(self.app_id, self.connection_id, stream_id)
+        except Exception as exc:
+            log.warning("could not release held seats of connection %s: %s", self.connection_id, exc)
         stored_trackers = (
             await app_trackers(services.sessions, self.app_id) if request.enable_all_trackers else []
         )
@@ -302,6 +317,7 @@ class StreamingSession:
                                                    ]),
                                                    # the store worker records the request (sinks/email sends it)
                                                    **recipients_attribute(request.summary_emails),
+                                                   **redaction_attribute(request.redaction),
                                                }))
         data = {"conversationId": conversation_id}
         await self.send_json({"type": "message", "message": {"type": "started_listening"}})
@@ -349,6 +365,7 @@ class StreamingSession:
             "stream_offset_ms": max(0, started - stream.conversation_started_at_ms),
             "language": stream.request.language_code,
             "sent_at_ms": now_ms(),
+            "redaction_types": list(stream.request.redaction),
         }
 
     async def end_stream(self, notify_client: bool, client_vanished: bool = False) -> None:
@@ -359,16 +376,24 @@ class StreamingSession:
         self.stream = None
         self._slots.release(self.app_id)
         ACTIVE_STREAMS.dec()
-        tail = stream.normalizer.flush()
-        if tail:
-            await self.publish_pcm(stream, tail)
-        await self.publisher.frame(self._frame(stream, "END", b""))
-        await self.publisher.drain()
         services = self.services
-        at = now_ms()
-        await self.publisher.event(self._event("STREAM_ENDED", stream.conversation_id, at,
-                                               stream_id=stream.stream_id, member=stream.speaker,
-                                               subject=stream.stream_id))
+        try:
+            if self.publisher.stalled:
+                raise BrokerStalled("the broker stalled: the stream is left to a reaper")
+            tail = stream.normalizer.flush()
+            if tail:
+                await self.publish_pcm(stream, tail)
+            await self.publisher.frame(self._frame(stream, "END", b""))
+            await self.publisher.drain()
+            await self.publisher.event(self._event("STREAM_ENDED", stream.conversation_id, now_ms(),
+                                                   stream_id=stream.stream_id, member=stream.speaker,
+                                                   subject=stream.stream_id))
+        except BaseException:
+            # Not ended (the broker is away): stop renewing its lease, and a reaper ends it once it can.
+            services.seats.forget(stream.stream_id)
+            stream.forwarder.cancel()
+            services.hub.unsubscribe(stream.subscription)
+            raise
         if notify_client:
             done = await stream.subscription.wait_stream_done(stream.stream_id, services.settings.stop_timeout_s)
             if not done:
@@ -380,21 +405,10 @@ class StreamingSession:
                             ",".join(sorted(kinds)), RESULTS_WAIT_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stream.subscription.queue.join(), RESULTS_WAIT_S)
-        hold_s = stream.request.no_connection_timeout_s if client_vanished else 0
-        if hold_s > 0:
-            key, release = (self.app_id, self.connection_id), asyncio.Event()
-            task = asyncio.create_task(self._leave_conversation(stream.conversation_id, release, hold_s))
-            _HELD_SEATS.setdefault(key, {})[task] = release
-
-            def forget(done: asyncio.Task[None]) -> None:
-                held = _HELD_SEATS.get(key, {})
-                held.pop(done, None)
-                if not held:
-                    _HELD_SEATS.pop(key, None)
-
-            task.add_done_callback(forget)
+        if client_vanished and stream.request.no_connection_timeout_s > 0:
+            await services.seats.hold(stream.stream_id)
         else:
-            await self._leave_conversation(stream.conversation_id)
+            await services.seats.leave(stream.stream_id)
         stream.forwarder.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await stream.forwarder
@@ -403,17 +417,12 @@ class StreamingSession:
             await self.send_json(conversation_completed(stream.conversation_id))
             await self.send_json({"type": "message", "message": {"type": "recognition_stopped"}})
 
-    async def _leave_conversation(self, conversation_id: str, release: asyncio.Event | None = None,
-                                  hold_s: float = 0.0) -> None:
-        """This stream leaves (after ``hold_s`` unless released earlier); the last one out completes it."""
-        if release is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(release.wait(), hold_s)
-        last = await leave_conversation(self.services.sessions, self.app_id, self.connection_id, conversation_id,
-                                        now_ms())
-        if last:
-            await self.publisher.event(self._event("CONVERSATION_COMPLETED", conversation_id, now_ms(),
-                                                   subject=conversation_id))
+    async def _seat_lost(self) -> None:
+        """Another replica ended this stream: this one missed its lease (it lost the database for that long)."""
+        await self.send_error("Service unavailable", (
+            "this stream was ended while the gateway could not reach its database; reconnect with the same "
+            "connectionId to continue the conversation"))
+        await self.close(CloseCode.TRY_AGAIN_LATER, "stream lease lost")
 
     async def forward_results(self, subscription: Subscription, view: LiveView) -> None:
         """Results of the whole conversation (every speaker) to this client, in arrival order."""

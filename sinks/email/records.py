@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convoscope.api.report import ConversationReport, ReportInsight
 from convoscope.db.models import Conversation, Summary, SummaryEmail
+from convoscope.db.retry import sleep_unless_stopped
 from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
 from producers.actions import EMAIL_ADDRESS
@@ -40,18 +41,6 @@ class EmailStatus:
     FAILED = "failed"
 
 
-async def _sleep_or_stop(stop: asyncio.Event | None, delay_s: float) -> bool:
-    """Sleep; True when ``stop`` was set meanwhile."""
-    if stop is None:
-        await asyncio.sleep(delay_s)
-        return False
-    try:
-        await asyncio.wait_for(stop.wait(), delay_s)
-    except TimeoutError:
-        return False
-    return True
-
-
 async def wait_until_completion_stored(sessions: async_sessionmaker[AsyncSession], conversation_id: str,
                                        completed_at_ms: int, timeout_s: float, poll_s: float,
                                        stop: asyncio.Event | None = None) -> bool:
@@ -65,7 +54,7 @@ async def wait_until_completion_stored(sessions: async_sessionmaker[AsyncSession
             end_ms = await session.scalar(select(Conversation.end_ms).where(Conversation.id == conversation_id))
         if end_ms is not None and end_ms >= completed_at_ms:
             return True
-        if time.monotonic() >= deadline or await _sleep_or_stop(stop, poll_s):
+        if time.monotonic() >= deadline or await sleep_unless_stopped(stop, poll_s):
             return False
 
 
@@ -84,7 +73,7 @@ async def stored_summary(sessions: async_sessionmaker[AsyncSession], settings: S
             summary = await current_summary(session, conversation_id)
         if summary is not None:
             return summary
-        if time.monotonic() >= deadline or await _sleep_or_stop(stop, poll_s):
+        if time.monotonic() >= deadline or await sleep_unless_stopped(stop, poll_s):
             break
     return await refresh_summary(sessions, settings, conversation_id, app_id)
 

@@ -36,6 +36,7 @@ from convoscope.api.report import load_report
 from convoscope.auth import TokenIssuer, load_token_issuer
 from convoscope.db.engine import create_engine, migrate, session_factory
 from convoscope.db.models import Conversation
+from convoscope.db.retry import RETRY_INITIAL_S, RETRY_MAX_S, retry_transient, sleep_unless_stopped
 from convoscope.kafka import create_consumer
 from convoscope.settings import Settings
 from convoscope.view_links import conversation_page_url
@@ -54,7 +55,6 @@ from sinks.email.records import (
     wait_until_completion_stored,
 )
 from sinks.email.smtp import SmtpTarget, backoff_delay_s, send_email
-from sinks.store.worker import _retry, _sleep_unless_stopped
 
 if TYPE_CHECKING:
     from convoscope.health import Health
@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 EMAIL_GROUP = "convoscope-email"
 MAX_BATCH_RECORDS = 200
 POLL_TIMEOUT_MS = 500
-RETRY_INITIAL_S, RETRY_MAX_S = 0.5, 30.0
 NO_SMTP_URL = "SMTP_URL is not set: summary emails cannot be sent (see docs/operations.md)"
 
 EMAILS = Counter("convoscope_email_emails_total", "Summary email attempts by outcome (sent, retry, failed)",
@@ -178,7 +177,7 @@ class SummaryEmailSender:
                 EMAILS.labels("retry").inc()
                 delay = backoff_delay_s(attempts, self.timings.backoff_initial_s, self.timings.backoff_max_s)
                 log.warning("summary email of conversation %s: %s; retrying in %.1f s", conversation_id, exc, delay)
-                if await _sleep_unless_stopped(stop, delay):
+                if await sleep_unless_stopped(stop, delay):
                     return None
                 continue
             SEND_SECONDS.observe(time.perf_counter() - started)
@@ -202,7 +201,8 @@ class SummaryEmailSender:
             return await self.handle_completed(event, stop)
 
         try:
-            done, outcome = await _retry(stop, f"summary email of conversation {conversation_id}", attempt, health)
+            done, outcome = await retry_transient(stop, f"summary email of conversation {conversation_id}", attempt,
+                                                  health)
         except Exception as exc:  # a bad row or a bug must not stop the sink: the row says what happened
             log.exception("summary email of conversation %s failed", conversation_id)
             with contextlib.suppress(SQLAlchemyError, OSError):
@@ -250,7 +250,7 @@ async def _start_consumer(settings: Settings, group_id: str, stop: asyncio.Event
         except KafkaError as exc:
             await consumer.stop()
             log.warning("cannot reach Kafka, retrying in %.1f s: %s", delay, exc)
-        if await _sleep_unless_stopped(stop, delay):
+        if await sleep_unless_stopped(stop, delay):
             break
         delay = min(delay * 2, RETRY_MAX_S)
     return None
@@ -260,15 +260,15 @@ async def run_email_worker(settings: Settings, stop: asyncio.Event | None = None
                            health: Health | None = None, timings: EmailTimings | None = None) -> None:
     """Consume until ``stop`` is set. Runs without ``SMTP_URL`` too: requested emails are then recorded failed."""
     stop = stop or asyncio.Event()
-    migrated, _ = await _retry(stop, "migrating the database", lambda: migrate(settings), health)
+    migrated, _ = await retry_transient(stop, "migrating the database", lambda: migrate(settings), health)
     if not migrated:
         return
     engine = create_engine(settings)
     sessions = session_factory(engine)
     consumer: AIOKafkaConsumer | None = None
     try:
-        loaded, tokens = await _retry(stop, "loading the signing key", lambda: load_token_issuer(settings, sessions),
-                                      health)
+        loaded, tokens = await retry_transient(stop, "loading the signing key",
+                                               lambda: load_token_issuer(settings, sessions), health)
         if not loaded or tokens is None:
             return
         sender = SummaryEmailSender(settings, sessions, tokens, timings)

@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convoscope.db.engine import create_engine, migrate, session_factory
+from convoscope.db.retry import RETRY_INITIAL_S, RETRY_MAX_S, is_transient, retry_transient, sleep_unless_stopped
 from convoscope.kafka import create_consumer
 from convoscope.settings import Settings
 from schemas.serde import SchemaError
@@ -54,16 +55,11 @@ STORE_TOPICS: tuple[Topic, ...] = (
 )
 MAX_BATCH_RECORDS = 500
 POLL_TIMEOUT_MS = 500
-RETRY_INITIAL_S = 0.5
-RETRY_MAX_S = 30.0
 SUMMARY_DELAY_S = 5.0
 """After a conversation completes, how long the summary waits for the last insights of its messages."""
 
 RECORDS = Counter("convoscope_store_records_total", "Records handled by the store worker", ["topic", "outcome"])
 BATCH_SECONDS = Histogram("convoscope_store_batch_seconds", "Time to store one batch, retries included")
-DB_RETRIES = Counter("convoscope_store_db_retries_total", "Database operations retried while it was unavailable")
-
-T = TypeVar("T")
 _BY_NAME = {topic.name: topic for topic in STORE_TOPICS}
 
 
@@ -131,77 +127,13 @@ def decode_batch(
     return records, offsets
 
 
-# SQLSTATE classes/codes that mean "the database is not available right now": connection exceptions, insufficient
-# resources, operator intervention (shutdown, starting up), transaction rollbacks (deadlock, serialization),
-# invalid authorization (credentials being rotated), unknown database (not created yet), connections disallowed,
-# and a schema that is missing or older than this code (migrations pending): records must wait, not be skipped.
-TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "40", "28", "3D"})
-TRANSIENT_SQLSTATES = frozenset({"55000", "55006", "42P01", "42703"})
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    for candidate in (exc, exc.__cause__):
-        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
-        if isinstance(code, str) and code:
-            return code
-    return None
-
-
-def _transient(exc: BaseException) -> bool:
-    """The database is unreachable, restarting or locked: retry later. Anything else is about the data."""
-    if isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError)):
-        return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated or isinstance(exc.orig, (OSError, TimeoutError)):
-        return True
-    if exc.orig is not None and isinstance(exc.orig.__cause__, (OSError, TimeoutError)):
-        return True
-    code = _sqlstate(exc.orig) if exc.orig is not None else None
-    return code is not None and (code[:2] in TRANSIENT_SQLSTATE_CLASSES or code in TRANSIENT_SQLSTATES)
-
-
-async def _sleep_unless_stopped(stop: asyncio.Event, delay_s: float) -> bool:
-    """Sleep; True if stop was requested meanwhile."""
-    try:
-        await asyncio.wait_for(stop.wait(), delay_s)
-    except TimeoutError:
-        return False
-    return True
-
-
-async def _retry(
-    stop: asyncio.Event, what: str, action: Callable[[], Awaitable[T]], health: Health | None = None
-) -> tuple[bool, T | None]:
-    """Run ``action`` until it does not raise a transient database error; (False, None) on stop."""
-    delay = RETRY_INITIAL_S
-    failing = False
-    while True:
-        try:
-            result = await action()
-            if failing and health is not None:
-                health.set_ready("database available again")
-            return True, result
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            if not _transient(exc):
-                raise
-            failing = True
-            DB_RETRIES.inc()
-            log.warning("%s failed (database unavailable?), retrying in %.1f s: %s", what, delay, exc)
-            if health is not None:
-                health.set_not_ready(f"database unavailable: {type(exc).__name__}")
-        if await _sleep_unless_stopped(stop, delay):
-            return False, None
-        delay = min(delay * 2, RETRY_MAX_S)
-
-
 async def _write_isolating(sessions: async_sessionmaker[AsyncSession], records: Sequence[StoreRecord]) -> None:
     """The batch was refused: write record by record, skipping (and logging) those the database refuses."""
     for record in records:
         try:
             await write_batch(sessions, [record])
         except SQLAlchemyError as exc:
-            if _transient(exc):
+            if is_transient(exc):
                 raise
             log.error("skipping record the database refused at %s: %s", record.where, exc)
             RECORDS.labels(record.topic, "refused").inc()
@@ -219,12 +151,12 @@ async def write_with_retry(
         try:
             await write_batch(sessions, records)
         except SQLAlchemyError as exc:
-            if _transient(exc):
+            if is_transient(exc):
                 raise
             log.warning("batch of %d refused (%s); writing record by record", len(records), exc)
             await _write_isolating(sessions, records)
 
-    done, _ = await _retry(stop, "writing a batch", attempt, health)
+    done, _ = await retry_transient(stop, "writing a batch", attempt, health)
     return done
 
 
@@ -240,7 +172,7 @@ async def _start_consumer(settings: Settings, group_id: str, stop: asyncio.Event
         except KafkaError as exc:
             await consumer.stop()
             log.warning("cannot reach Kafka, retrying in %.1f s: %s", delay, exc)
-        if await _sleep_unless_stopped(stop, delay):
+        if await sleep_unless_stopped(stop, delay):
             break
         delay = min(delay * 2, RETRY_MAX_S)
     return None
@@ -256,7 +188,7 @@ async def run_store_worker(
     """Consume until ``stop`` is set (or the task is cancelled). Migrates the schema first (safe to race).
     ``health`` turns ready once the consumer has started, and not ready while the database is unavailable."""
     stop = stop or asyncio.Event()
-    migrated, _ = await _retry(stop, "migrating the database", lambda: migrate(settings), health)
+    migrated, _ = await retry_transient(stop, "migrating the database", lambda: migrate(settings), health)
     if not migrated:
         return
     engine = create_engine(settings)

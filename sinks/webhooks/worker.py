@@ -31,12 +31,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from convoscope.db.engine import create_engine, migrate, session_factory
+from convoscope.db.retry import RETRY_INITIAL_S, RETRY_MAX_S, sleep_unless_stopped
+from convoscope.egress import BlockedDestination, guarded_transport, parse_networks
 from convoscope.kafka import create_consumer, create_producer
 from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
 from schemas.serde import SchemaError
 from schemas.topics import CONVERSATION_EVENTS, INSIGHTS, TRACKER_MATCHES, TRANSCRIPTS_FINAL, WEBHOOK_DEADLETTER, Topic
-from sinks.store.worker import _sleep_unless_stopped
 from sinks.webhooks.logic import (
     Outcome,
     WebhookEvent,
@@ -71,8 +72,6 @@ WEBHOOKS_GROUP = "convoscope-webhooks"
 WEBHOOK_TOPICS: tuple[Topic, ...] = (CONVERSATION_EVENTS, TRANSCRIPTS_FINAL, INSIGHTS, TRACKER_MATCHES)
 MAX_BATCH_RECORDS = 500
 POLL_TIMEOUT_MS = 500
-RETRY_INITIAL_S = 0.5
-RETRY_MAX_S = 30.0
 WEBHOOK_CACHE_S = 2.0
 """How long a process uses an app's webhook list before reading it again (new webhooks apply after this)."""
 SENDER_POLL_S = 1.0
@@ -191,7 +190,9 @@ class WebhookSender:
         limits = httpx.Limits(max_connections=self._concurrency, max_keepalive_connections=self._concurrency)
         stopping = asyncio.create_task(stop.wait())
         try:
-            async with httpx.AsyncClient(timeout=self._settings.webhook_timeout_s, limits=limits,
+            # Every connection is checked against CONVOSCOPE_OUTBOUND_BLOCKED_NETWORKS after DNS resolution.
+            transport = guarded_transport(parse_networks(self._settings.outbound_blocked_networks), limits=limits)
+            async with httpx.AsyncClient(timeout=self._settings.webhook_timeout_s, transport=transport,
                                          follow_redirects=False) as http:
                 self._http = http
                 while not stop.is_set():
@@ -277,8 +278,12 @@ class WebhookSender:
         return response.status_code, None if response.is_success else _error_text(response)
 
     async def _deliver(self, delivery: ClaimedDelivery) -> None:
-        status_code, error = await self._post(delivery)
-        outcome = classify_response(status_code)
+        try:
+            status_code, error = await self._post(delivery)
+            outcome = classify_response(status_code)
+        except BlockedDestination as exc:
+            # The operator blocks that network: no retry can succeed, so it is dead now, with the reason.
+            status_code, error, outcome = None, f"not sent: {exc}"[:ERROR_TEXT_CHARS], Outcome.DEAD
         attempts = delivery.attempts + 1
         if outcome is Outcome.RETRY and attempts >= self._settings.webhook_max_attempts:
             outcome = Outcome.DEAD
@@ -348,7 +353,7 @@ async def _queue_with_retry(sessions: async_sessionmaker[AsyncSession], director
             log.warning("queueing %d webhook events failed, retrying in %.1f s: %s", len(events), delay, exc)
             if health is not None:
                 health.set_not_ready(f"database unavailable: {type(exc).__name__}")
-        if await _sleep_unless_stopped(stop, delay):
+        if await sleep_unless_stopped(stop, delay):
             return False
         delay = min(delay * 2, RETRY_MAX_S)
 
@@ -368,7 +373,7 @@ async def _start_kafka(settings: Settings, group_id: str, stop: asyncio.Event
             await consumer.stop()
             await producer.stop()
             log.warning("cannot reach Kafka, retrying in %.1f s: %s", delay, exc)
-        if await _sleep_unless_stopped(stop, delay):
+        if await sleep_unless_stopped(stop, delay):
             break
         delay = min(delay * 2, RETRY_MAX_S)
     return None
@@ -382,7 +387,7 @@ async def _migrate(settings: Settings, stop: asyncio.Event) -> bool:
             return True
         except (SQLAlchemyError, OSError) as exc:
             log.warning("migrating the database failed, retrying in %.1f s: %s", delay, exc)
-        if await _sleep_unless_stopped(stop, delay):
+        if await sleep_unless_stopped(stop, delay):
             return False
         delay = min(delay * 2, RETRY_MAX_S)
 

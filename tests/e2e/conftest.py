@@ -11,7 +11,7 @@ import time
 import uuid
 import wave
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class RunningStack:
     app_id: str
     app_secret: str
     token: str
+    gateway_processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    """Extra gateways by base URL, while their block runs (a test may kill one)."""
 
     @property
     def base_url(self) -> str:
@@ -104,9 +106,12 @@ class RunningStack:
                     await asyncio.sleep(0.2)
                 else:
                     pytest.fail("the extra gateway did not start within 120 s")
+            self.gateway_processes[url] = process
             yield url
         finally:
-            process.terminate()
+            self.gateway_processes.pop(url, None)
+            with contextlib.suppress(ProcessLookupError):  # the test may have killed it
+                process.terminate()
             await process.wait()
 
     async def recorded_conversation(self, seconds: float = 1.0) -> tuple[str, str]:

@@ -85,6 +85,11 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServ
             self.end_headers()
 
         def do_GET(self) -> None:
+            if self.path.startswith("/redirect?to="):  # an allowed host sending the fetch elsewhere
+                self.send_response(302)
+                self.send_header("Location", self.path.removeprefix("/redirect?to="))
+                self.end_headers()
+                return
             path = server_state.root / self.path.lstrip("/")
             if not path.is_file():
                 self.send_response(404)
@@ -307,6 +312,17 @@ async def test_bad_input_is_refused_whole(sqlite_stack: RunningStack, local_serv
 
         response = await client.post("/v1/process/audio/url", json={"url": "file:///etc/passwd"})
         assert response.status_code == 403, response.text
+        # Cloud metadata is never fetched: named directly, or reached through a redirect from an allowed host.
+        metadata = "http://169.254.169.254/latest/meta-data/"
+        for media_url in (metadata, f"{local_server.url}/redirect?to={metadata}"):
+            response = await client.post("/v1/process/audio/url", json={"url": media_url})
+            assert response.status_code == 403, response.text
+            assert response.json()["message"] == (
+                "the media url may not be fetched: 169.254.169.254 is in 169.254.0.0/16, a network this server does "
+                "not send requests to (CONVOSCOPE_OUTBOUND_BLOCKED_NETWORKS)"), response.text
+        response = await client.post("/v1/process/audio", content=b"RIFF", params={"webhookUrl": metadata})
+        assert response.status_code == 400, response.text
+        assert response.json()["message"].startswith("webhookUrl is not allowed: 169.254.169.254 is in "), response.text
         response = await client.put("/v1/process/audio/123456789012345678", content=b"RIFF")
         assert response.status_code == 404
         response = await client.get("/v1/job/00000000-0000-0000-0000-000000000000")

@@ -44,7 +44,11 @@ def test_audio_and_events_from_before_an_upgrade_are_read_after_it() -> None:
     }
     old_frame = _encode_with("history/audio_frame.v1.avsc", frame)
     assert old_frame[2:10] != AUDIO_FRAMES.serde.fingerprint
-    assert AUDIO_FRAMES.serde.deserialize(old_frame) == {**frame, "live": True}  # the default of the new field
+    # the defaults of the fields added since: live audio, nothing redacted
+    assert AUDIO_FRAMES.serde.deserialize(old_frame) == {**frame, "live": True, "redaction_types": []}
+    v2_frame = _encode_with("history/audio_frame.v2.avsc", {**frame, "live": False})
+    assert v2_frame[2:10] not in (old_frame[2:10], AUDIO_FRAMES.serde.fingerprint)
+    assert AUDIO_FRAMES.serde.deserialize(v2_frame) == {**frame, "live": False, "redaction_types": []}
 
     event = {
         "event_id": "e", "conversation_id": "1700000000000001", "app_id": "a", "type": "STREAM_TRANSCRIBED",

@@ -75,6 +75,26 @@ async def test_bad_input_gets_a_400_that_says_what_is_wrong(api: Api) -> None:
     assert bad_status.status_code == 400 and "pending, delivered, dead" in bad_status.json()["message"]
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"])  # no database behaviour here
+async def test_urls_naming_a_blocked_address_are_refused_by_default(api: Api) -> None:
+    # Cloud metadata (169.254.169.254) however the address is written; loopback and private receivers stay allowed.
+    for url, address in [("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+                         ("http://[::ffff:169.254.169.254]/", "::ffff:169.254.169.254"),
+                         ("http://2852039166/", "169.254.169.254"),
+                         ("https://[fe80::1%25eth0]:8443/hook", "fe80::1"),
+                         ("http://0.0.0.0:8080/hook", "0.0.0.0")]:
+        response = await api.client.post(BASE, headers=api.auth(), json={"url": url, "eventTypes": ["message.final"]})
+        assert response.status_code == 400, url
+        message = response.json()["message"]
+        assert message.startswith(f"url is not allowed: {address} is in "), message
+        assert message.endswith("a network this server does not send requests to "
+                                "(CONVOSCOPE_OUTBOUND_BLOCKED_NETWORKS)."), message
+    assert (await api.client.get(BASE, headers=api.auth())).json()["webhooks"] == []
+    for url in ("http://127.0.0.1:9000/hook", "http://10.1.2.3/hook", "https://hooks.example.com/x"):
+        response = await api.client.post(BASE, headers=api.auth(), json={"url": url, "eventTypes": ["job.failed"]})
+        assert response.status_code == 201, (url, response.text)
+
+
 async def test_another_apps_webhook_is_not_found(api: Api) -> None:
     created = (await api.client.post(BASE, headers=api.auth(), json={
         "url": "https://hooks.example.com/a", "eventTypes": ["message.final"]})).json()["webhook"]

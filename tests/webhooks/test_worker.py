@@ -79,7 +79,8 @@ class Receiver:
         self.received[path].append(envelope)
         return web.Response(status=204)
 
-    async def start(self) -> None:
+    async def start(self, *more_hosts: str) -> None:
+        """Listens on 127.0.0.1 and, on the same port, on ``more_hosts``."""
         app = web.Application()
         app.router.add_post("/{path}", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
@@ -87,6 +88,8 @@ class Receiver:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        for host in more_hosts:
+            await web.TCPSite(self._runner, host, self.port).start()
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -104,11 +107,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 async def _webhook(sessions: async_sessionmaker[AsyncSession], receiver: Receiver, app_id: str, path: str,
-                   event_types: tuple[str, ...], conversation_id: str | None = None) -> str:
+                   event_types: tuple[str, ...], conversation_id: str | None = None, url: str | None = None) -> str:
     webhook_id, secret = str(uuid.uuid4()), f"secret-of-{path}-{uuid.uuid4().hex}"
     receiver.secrets[path] = secret
     async with sessions.begin() as session:
-        session.add(Webhook(id=webhook_id, app_id=app_id, url=receiver.url(path), event_types=list(event_types),
+        session.add(Webhook(id=webhook_id, app_id=app_id, url=url or receiver.url(path), event_types=list(event_types),
                             conversation_id=conversation_id, secret=secret, created_at_ms=now_ms(),
                             updated_at_ms=now_ms()))
     return webhook_id
@@ -303,3 +306,46 @@ async def test_a_worker_cancelled_mid_batch_loses_no_event_after_restart(
         await _eventually(lambda: expected <= {e["id"] for e in receiver.received["ok"]}, second)
     assert {e["id"] for e in receiver.received["ok"]} == expected
     assert receiver.bad_signatures == 0
+
+
+# The sender's network check has no database side: SQLite only.
+@pytest.mark.parametrize("database_kind", ["sqlite"])
+async def test_a_host_name_resolving_into_a_blocked_network_is_dead_lettered_unsent(
+    broker: EmbeddedBroker, database_url: str, db_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    receiver = Receiver()
+    await receiver.start("127.0.0.2")  # the same receiver on an address that stays allowed
+    try:
+        app_id = (await create_app(db_sessions, "webhooks blocked")).app_id
+        # "localhost" passes registration (a name, not an address) and resolves to 127.0.0.1 (or ::1) at send time.
+        blocked_url = f"http://localhost:{receiver.port}/blocked"
+        blocked = await _webhook(db_sessions, receiver, app_id, "blocked", ("conversation.completed",), url=blocked_url)
+        allowed = await _webhook(db_sessions, receiver, app_id, "ok", ("conversation.completed",),
+                                 url=f"http://127.0.0.2:{receiver.port}/ok")
+        cid = str(1_700_000_000_000_000_000 + uuid.uuid4().int % 10**17)
+        await _produce(broker.bootstrap, [(CONVERSATION_EVENTS, event("CONVERSATION_COMPLETED", cid, app_id,
+                                                                     START_MS))])
+        # A 3 s session: the embedded broker holds a new group's first join for about the session timeout.
+        settings = _settings(broker, database_url, outbound_blocked_networks="127.0.0.1/32,::1/128",
+                             kafka_session_timeout_ms=3_000)
+        async with _worker(settings, f"webhooks-blocked-{uuid.uuid4().hex[:8]}") as task:
+            await _eventually(lambda: len(receiver.received["ok"]) == 1, task)
+            await _eventually(lambda: _dead_count(db_sessions, blocked), task)
+    finally:
+        await receiver.stop()
+
+    assert receiver.received["ok"][0]["conversationId"] == cid
+    assert not receiver.attempts["blocked"], "nothing may reach the blocked address, though a receiver listens there"
+    (dead,) = await _deliveries(db_sessions, blocked)
+    # Dead at the first attempt (a retry cannot help), with the reason in the delivery log and the dead letter.
+    assert (dead.status, dead.attempts, dead.last_status_code) == ("dead", 1, None)
+    assert dead.last_error is not None
+    assert dead.last_error.startswith("not sent: localhost resolves to "), dead.last_error
+    assert "a network this server does not send requests to (CONVOSCOPE_OUTBOUND_BLOCKED_NETWORKS)" in dead.last_error
+    assert [d.status for d in await _deliveries(db_sessions, allowed)] == ["delivered"]
+    dead_letters: list[dict[str, Any]] = []
+    for _ in range(20):
+        if dead_letters := await _dead_letters(settings, dead.id):
+            break
+        await asyncio.sleep(0.5)
+    assert dead_letters and dead_letters[0]["last_error"] == dead.last_error and dead_letters[0]["url"] == blocked_url
