@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,13 @@ PER_MESSAGE_KINDS = frozenset({"insights", "topics", "trackers", "entities"})
 SUBSCRIPTION_QUEUE_SIZE = 2_000
 
 
+# What this client has of each message, as bits of one int per message id: a few hundred bytes less per message
+# than a set per kind, for state that lives as long as the conversation (bench/live_load.py).
+_FINAL_QUEUED = 1
+_FINAL_DELIVERED = 2
+_KIND_BITS = {kind: 4 << index for index, kind in enumerate(sorted(PER_MESSAGE_KINDS))}
+
+
 @dataclass(eq=False)
 class Subscription:
     """One live client's view of one conversation. Finals, and the per-message results of the text processors,
@@ -61,24 +69,21 @@ class Subscription:
         default_factory=lambda: asyncio.Queue(SUBSCRIPTION_QUEUE_SIZE)
     )
     overflowed: bool = False
-    _final_ids: set[str] = field(default_factory=set)
-    _finals_by_stream: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    _messages: dict[str, int] = field(default_factory=dict)
+    """Message id → _FINAL_QUEUED | _FINAL_DELIVERED | the _KIND_BITS of the results queued for it."""
+    _delivered_by_stream: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     """Message ids of the finals sent to the client, per stream."""
-    _covered: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _transcribed: dict[str, int] = field(default_factory=dict)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, kind: ResultKind, record: dict[str, Any]) -> None:
         if kind == "final":
-            if record["message_id"] in self._final_ids:
+            if not self._mark(record["message_id"], _FINAL_QUEUED):
                 return
-            self._final_ids.add(record["message_id"])
         elif kind in PER_MESSAGE_KINDS:
             if record.get("is_final", True):
-                covered = self._covered[kind]
-                if record["message"]["id"] in covered:
+                if not self._mark(record["message"]["id"], _KIND_BITS[kind]):
                     return
-                covered.add(record["message"]["id"])
                 self._changed.set()
         elif kind == "event" and record["type"] == "STREAM_TRANSCRIBED" and record["stream_id"]:
             self._transcribed[record["stream_id"]] = int(record["final_count"] or 0)
@@ -90,14 +95,28 @@ class Subscription:
                 return  # interims are disposable; the final supersedes them
             self.overflowed = True
 
+    def _mark(self, message_id: str, bit: int) -> bool:
+        """Set ``bit`` for the message; False when it was already set (a duplicate)."""
+        bits = self._messages.get(message_id, 0)
+        if bits & bit:
+            return False
+        # One shared copy of the id, whichever record brought it first.
+        self._messages[sys.intern(message_id) if not bits else message_id] = bits | bit
+        return True
+
     def mark_delivered(self, record: dict[str, Any]) -> None:
         """Called by the sender once a final has been written to the socket."""
-        self._finals_by_stream[record["stream_id"]].add(record["message_id"])
+        message_id = record["message_id"]
+        if self._mark(message_id, _FINAL_DELIVERED):
+            self._delivered_by_stream[record["stream_id"]].append(message_id)
         self._changed.set()
 
     def results_done(self, stream_id: str, kinds: frozenset[str]) -> bool:
-        finals = self._finals_by_stream.get(stream_id, set())
-        return all(finals <= self._covered[kind] for kind in kinds)
+        wanted = 0
+        for kind in kinds:
+            wanted |= _KIND_BITS[kind]
+        messages = self._messages
+        return all(messages[m] & wanted == wanted for m in self._delivered_by_stream.get(stream_id, ()))
 
     async def wait_results_done(self, stream_id: str, kinds: frozenset[str], timeout_s: float) -> bool:
         """Until every delivered final of the stream has its record of each kind queued for this client."""
@@ -105,8 +124,8 @@ class Subscription:
 
     def stream_done(self, stream_id: str) -> bool:
         expected = self._transcribed.get(stream_id)
-        # Finals reach the queue once per message id (``offer``), so the set's size is the count delivered.
-        return expected is not None and len(self._finals_by_stream.get(stream_id, ())) >= expected
+        # Finals are delivered once per message id (``mark_delivered``), so the list's length is the count.
+        return expected is not None and len(self._delivered_by_stream.get(stream_id, ())) >= expected
 
     async def wait_stream_done(self, stream_id: str, timeout_s: float) -> bool:
         """Until the transcriber has finished the stream and all its finals went out to this client."""

@@ -7,6 +7,7 @@ only when the ranking changed.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,8 @@ class LiveView:
     def _transcript(self, kind: str, record: dict[str, Any]) -> list[dict[str, Any]]:
         if kind != "final":
             return result_messages(kind, record, self.messages_sent)
-        self._message_index.setdefault(record["message_id"], len(self._message_index))
+        # Interned: the subscription keeps the same id, one copy for the conversation's lifetime.
+        self._message_index.setdefault(sys.intern(record["message_id"]), len(self._message_index))
         bodies = result_messages(kind, record, self.messages_sent)
         if self.options.sentiment:
             from processors.insights.sentiment import message_sentiment
@@ -113,8 +115,9 @@ class LiveView:
         from processors.insights.topics import MessagePhrases, PhraseCandidate, rank_topics
 
         message = record["message"]
-        self._message_index.setdefault(message["id"], len(self._message_index))
-        self._phrases[message["id"]] = MessagePhrases(
+        message_id = sys.intern(message["id"])
+        self._message_index.setdefault(message_id, len(self._message_index))
+        self._phrases[message_id] = MessagePhrases(
             message_id=message["id"],
             candidates=tuple(
                 PhraseCandidate(p["phrase"], tuple(p["root_words"]), p["offset"]) for p in record["phrases"]
