@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from convoscope.ids import event_id, member_id
+from convoscope.ids import member_id
 from convoscope.registry import (
     ClaimedSeat,
     StreamSeat,
@@ -38,6 +38,7 @@ from convoscope.registry import (
 from convoscope.settings import Settings
 from convoscope.timestamps import now_ms
 from producers.audio import PIPELINE_SAMPLE_RATE_HZ
+from producers.websocket.events import websocket_event
 from schemas.topics import AUDIO_FRAMES, CONVERSATION_EVENTS
 
 __all__ = ["END_OF_RECEIVED_AUDIO", "SeatKeeper"]
@@ -176,35 +177,19 @@ class SeatKeeper:
             "sent_at_ms": at,
         })
         await self.producer.send_and_wait(AUDIO_FRAMES.name, key=seat.conversation_id.encode(), value=end_frame)
-        await self._publish_event(seat.app_id, seat.conversation_id, "STREAM_ENDED", seat.stream_id,
-                                  connection_id=seat.connection_id, stream_id=seat.stream_id, member=speaker,
-                                  ended_by="lease expiry")
+        await self._publish_event(seat.app_id, seat.connection_id, seat.conversation_id, "STREAM_ENDED",
+                                  seat.stream_id, stream_id=seat.stream_id, member=speaker, ended_by="lease expiry")
         await hold_seat(self.sessions, seat.stream_id, now_ms())
         STREAMS_REAPED.inc()
 
     async def _announce_completed(self, app_id: str, connection_id: str, conversation_id: str) -> None:
-        await self._publish_event(app_id, conversation_id, "CONVERSATION_COMPLETED", conversation_id,
-                                  connection_id=connection_id)
+        await self._publish_event(app_id, connection_id, conversation_id, "CONVERSATION_COMPLETED", conversation_id)
 
-    async def _publish_event(self, app_id: str, conversation_id: str, event_type: str, subject: str, *,
-                             connection_id: str | None = None, stream_id: str | None = None,
-                             member: dict[str, Any] | None = None, ended_by: str | None = None) -> None:
-        attributes = {"source": "websocket"}
-        if connection_id is not None:
-            attributes["connection_id"] = connection_id
-        if ended_by is not None:
-            attributes["ended_by"] = ended_by
-        record = {
-            "event_id": event_id(conversation_id, event_type, subject),
-            "conversation_id": conversation_id,
-            "app_id": app_id,
-            "type": event_type,
-            "at_ms": now_ms(),
-            "stream_id": stream_id,
-            "member": member,
-            "name": None,
-            "final_count": None,
-            "attributes": attributes,
-        }
+    async def _publish_event(self, app_id: str, connection_id: str, conversation_id: str, event_type: str,
+                             subject: str, *, stream_id: str | None = None, member: dict[str, Any] | None = None,
+                             ended_by: str | None = None) -> None:
+        record = websocket_event(app_id, connection_id, event_type, conversation_id, now_ms(), subject=subject,
+                                 stream_id=stream_id, member=member,
+                                 attributes={"ended_by": ended_by} if ended_by is not None else None)
         await self.producer.send_and_wait(CONVERSATION_EVENTS.name, key=conversation_id.encode(),
                                           value=CONVERSATION_EVENTS.serde(record))

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from convoscope.ids import event_id, member_id, new_stream_id
+from convoscope.ids import member_id, new_stream_id
 from convoscope.logs import bind_log_context
 from convoscope.registry import join_conversation
 from convoscope.services import Services
@@ -21,6 +21,7 @@ from producers.actions import recipients_attribute
 from producers.audio import PIPELINE_SAMPLE_RATE_HZ, AudioNormalizer
 from producers.conversation_settings import InlineTracker, app_trackers, conversation_settings_record
 from producers.redaction import redaction_attribute
+from producers.websocket.events import websocket_event
 from producers.websocket.limits import StreamSlots, TokenBucket
 from producers.websocket.protocol import (
     PING,
@@ -327,18 +328,9 @@ class StreamingSession:
     def _event(self, event_type: str, conversation_id: str, at: int, *, subject: str,
                stream_id: str | None = None, member: dict[str, Any] | None = None, name: str | None = None,
                final_count: int | None = None, attributes: dict[str, str] | None = None) -> dict[str, Any]:
-        return {
-            "event_id": event_id(conversation_id, event_type, subject),
-            "conversation_id": conversation_id,
-            "app_id": self.app_id,
-            "type": event_type,
-            "at_ms": at,
-            "stream_id": stream_id,
-            "member": member,
-            "name": name,
-            "final_count": final_count,
-            "attributes": {"source": "websocket", "connection_id": self.connection_id, **(attributes or {})},
-        }
+        return websocket_event(self.app_id, self.connection_id, event_type, conversation_id, at, subject=subject,
+                               stream_id=stream_id, member=member, name=name, final_count=final_count,
+                               attributes=attributes)
 
     async def publish_pcm(self, stream: ActiveStream, pcm: bytes) -> None:
         samples = len(pcm) // 2
@@ -378,6 +370,21 @@ class StreamingSession:
         ACTIVE_STREAMS.dec()
         services = self.services
         try:
+            await self._finish_stream(stream, notify_client, client_vanished)
+        finally:
+            stream.forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stream.forwarder
+            services.hub.unsubscribe(stream.subscription)
+        if notify_client:
+            await self.send_json(conversation_completed(stream.conversation_id))
+            await self.send_json({"type": "message", "message": {"type": "recognition_stopped"}})
+
+    async def _finish_stream(self, stream: ActiveStream, notify_client: bool, client_vanished: bool) -> None:
+        """Publish the rest and the END; for a client still listening wait for its results; then the seat goes
+        (or is held for a vanished client's noConnectionTimeout)."""
+        services = self.services
+        try:
             if self.publisher.stalled:
                 raise BrokerStalled("the broker stalled: the stream is left to a reaper")
             tail = stream.normalizer.flush()
@@ -391,8 +398,6 @@ class StreamingSession:
         except BaseException:
             # Not ended (the broker is away): stop renewing its lease, and a reaper ends it once it can.
             services.seats.forget(stream.stream_id)
-            stream.forwarder.cancel()
-            services.hub.unsubscribe(stream.subscription)
             raise
         if notify_client:
             done = await stream.subscription.wait_stream_done(stream.stream_id, services.settings.stop_timeout_s)
@@ -409,13 +414,6 @@ class StreamingSession:
             await services.seats.hold(stream.stream_id)
         else:
             await services.seats.leave(stream.stream_id)
-        stream.forwarder.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stream.forwarder
-        services.hub.unsubscribe(stream.subscription)
-        if notify_client:
-            await self.send_json(conversation_completed(stream.conversation_id))
-            await self.send_json({"type": "message", "message": {"type": "recognition_stopped"}})
 
     async def _seat_lost(self) -> None:
         """Another replica ended this stream: this one missed its lease (it lost the database for that long)."""
