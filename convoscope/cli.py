@@ -344,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
+    if args.command == "gateway" or (args.command == "worker" and args.kind != "transcribe"):
+        from convoscope.allocator import tune_allocator
+
+        # Before the long-lived objects are made. Not in the transcription worker: with a fixed mmap threshold
+        # every decoder tensor is mapped and faulted in afresh, and Whisper decodes half as fast
+        # (bench/decode_lanes.py: 14.1x -> 6.8x real time on 2 lanes).
+        tune_allocator()
     if args.command in ("stream", "replay", "reprocess"):
         import os
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from processors.transcription.asr import Transcription
+from processors.transcription.audio_buffer import AudioBuffer
 from processors.transcription.endpointing import (
     Endpointer,
     EndpointerConfig,
@@ -87,8 +88,7 @@ class StreamState:
     def __post_init__(self) -> None:
         self._next_index = self.final_count
         self.received_until = self.finalized_until_sample
-        self._buffer = np.zeros(0, dtype=np.float32)
-        self._buffer_start = self.finalized_until_sample
+        self._buffer = AudioBuffer(self.finalized_until_sample)
         self._frames: deque[FrameRef] = deque()
         self.utterances: deque[Utterance] = deque()  # closed, not yet acknowledged, in order
         self.open: Utterance | None = None
@@ -116,7 +116,8 @@ class StreamState:
             return  # a duplicate, or audio finalised before a takeover
         if not self._started and start_sample > self.received_until:
             # First frame seen (a takeover re-reads from the committed offset, not from sample 0).
-            self.received_until = self._buffer_start = start_sample
+            self.received_until = start_sample
+            self._buffer.restart(start_sample)
             self._restart_detection(start_sample)
         self._started = True
         if start_sample > self.received_until:
@@ -133,8 +134,8 @@ class StreamState:
                 )
                 # Undecoded utterances before the gap lose their audio; a gateway never leaves such gaps.
                 self._close_open_utterance(self.received_until, now)
-                self.received_until = self._buffer_start = start_sample
-                self._buffer = np.zeros(0, dtype=np.float32)
+                self.received_until = start_sample
+                self._buffer.restart(start_sample)
                 self._restart_detection(start_sample)
         skip = self.received_until - start_sample
         self._frames.append(FrameRef(offset, start_sample, end_sample))
@@ -155,7 +156,7 @@ class StreamState:
         self._apply_events(self._endpointer.flush(self.received_until), now)
 
     def _append_audio(self, samples: np.ndarray, now: float) -> None:
-        self._buffer = np.concatenate([self._buffer, samples]) if len(self._buffer) else samples.copy()
+        self._buffer.append(samples)
         self.received_until += len(samples)
         windows = self._vad.push(samples)
         for window_start, probability in windows:
@@ -199,9 +200,11 @@ class StreamState:
     # --- decoding -------------------------------------------------------------------------------
 
     def audio(self, start_sample: int, end_sample: int) -> np.ndarray:
-        begin = max(0, start_sample - self._buffer_start)
-        end = max(begin, end_sample - self._buffer_start)
-        return self._buffer[begin:end].copy()
+        return self._buffer.read(start_sample, end_sample)
+
+    @property
+    def buffered_samples(self) -> int:
+        return len(self._buffer)
 
     @property
     def in_trailing_silence(self) -> bool:
@@ -288,8 +291,4 @@ class StreamState:
         retain = self.retain_from_sample()
         while self._frames and not self._frames[0].is_end and self._frames[0].end_sample <= retain:
             self._frames.popleft()
-        drop = retain - self._buffer_start
-        if drop > 0:
-            drop = min(drop, len(self._buffer))
-            self._buffer = self._buffer[drop:]
-            self._buffer_start += drop
+        self._buffer.drop_before(retain)

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 
+from convoscope.allocator import release_free_memory
 from convoscope.health import Health
 from convoscope.ids import event_id, message_id
 from convoscope.kafka import (
@@ -88,6 +89,7 @@ MAX_POLL_RECORDS = 500
 MAX_WAITING_FINALS = 64
 """Consumption pauses while more finals than this wait for the decoder (bounded memory)."""
 PROGRESS_LOAD_TIMEOUT_S = 60.0
+RELEASE_MEMORY_INTERVAL_S = 5.0
 YIELD_EVERY_RECORDS = 50
 
 
@@ -113,6 +115,10 @@ SPECULATIVE_DISCARDED = Counter(
 )
 AUDIO_SECONDS = Counter("convoscope_transcribe_audio_seconds_total", "Audio consumed, in seconds")
 ACTIVE_STREAMS = Gauge("convoscope_transcribe_active_streams", "Streams this worker holds state for")
+BUFFERED_AUDIO_SECONDS = Gauge(
+    "convoscope_transcribe_buffered_audio_seconds",
+    "Audio held in memory across streams: utterances not yet acknowledged and the context before them",
+)
 
 
 def _window() -> deque[float]:
@@ -155,6 +161,9 @@ class TranscriptionWorker:
         """Set once partitions are assigned and their progress is loaded (for tests and benchmarks)."""
         self._streams: dict[str, StreamState] = {}
         ACTIVE_STREAMS.set_function(lambda: len(self._streams))
+        BUFFERED_AUDIO_SECONDS.set_function(
+            lambda: sum(state.buffered_samples for state in list(self._streams.values())) / SAMPLE_RATE_HZ
+        )
         self._stream_partition: dict[str, int] = {}
         self._progress: dict[str, dict[str, dict[str, Any]]] = {}  # conversation → stream → progress
         self._conversation_partition: dict[str, int] = {}
@@ -192,6 +201,7 @@ class TranscriptionWorker:
             workers = [
                 asyncio.create_task(self._consume_loop(), name="transcribe-consume"),
                 asyncio.create_task(self._decode_loop(), name="transcribe-decode"),
+                asyncio.create_task(self._release_memory_loop(), name="transcribe-release-memory"),
             ]
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([*workers, stopper, self._fatal], return_when=asyncio.FIRST_COMPLETED)
@@ -210,6 +220,15 @@ class TranscriptionWorker:
             await self._progress_reader.stop()
             await self._producer.stop()
             self._executor.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    async def _release_memory_loop() -> None:
+        """The decode threads free hundreds of MiB of tensors a minute under load, and glibc keeps them in each
+        thread's heap; handing them back every few seconds bounds RSS (convoscope/allocator.py)."""
+        while True:
+            await asyncio.sleep(RELEASE_MEMORY_INTERVAL_S)
+            if not await asyncio.to_thread(release_free_memory):
+                return  # not glibc: nothing to do
 
     def _fail(self, exc: BaseException) -> None:
         log.error("transcription worker failing: %s", exc)

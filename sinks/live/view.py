@@ -7,6 +7,7 @@ only when the ranking changed.
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,13 @@ __all__ = ["ALL_INSIGHT_TYPES", "LiveOptions", "LiveView"]
 
 ALL_INSIGHT_TYPES = frozenset({"question", "action_item", "follow_up"})
 TOPICS_SHOWN = 10
+
+
+@functools.cache
+def _no_phrases() -> Any:
+    from processors.insights.topics import MessagePhrases
+
+    return MessagePhrases(message_id="", candidates=(), sentiment=0.0)
 
 
 @dataclass(frozen=True)
@@ -117,15 +125,18 @@ class LiveView:
         message = record["message"]
         message_id = sys.intern(message["id"])
         self._message_index.setdefault(message_id, len(self._message_index))
+        if not record["phrases"]:
+            # Ranking reads a phrase-less message only as a position, never its id or sentiment: one shared
+            # placeholder instead of an object per message, for state kept as long as the call.
+            self._phrases[message_id] = _no_phrases()
+            return None
         self._phrases[message_id] = MessagePhrases(
-            message_id=message["id"],
+            message_id=message_id,
             candidates=tuple(
                 PhraseCandidate(p["phrase"], tuple(p["root_words"]), p["offset"]) for p in record["phrases"]
             ),
             sentiment=record["sentiment"],
         )
-        if not record["phrases"]:
-            return None
         ranked = rank_topics(list(self._phrases.values()), limit=TOPICS_SHOWN)
         signature = tuple((t.phrase, round(t.score, 3), t.message_ids) for t in ranked)
         if not ranked or signature == self._last_topics:

@@ -1,0 +1,79 @@
+"""A stream's recent samples: appended a frame at a time, read by sample range, dropped from the front.
+
+Appending copies only the new frame (the array grows by doubling), where concatenating the whole buffer for each
+frame copied up to the backlog's length 25 times a second per stream, and with big arrays in mmap it also
+mapped and faulted in fresh pages for every copy (bench/live_load.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["AudioBuffer"]
+
+INITIAL_CAPACITY = 16_000 * 4  # 4 s at 16 kHz
+
+
+class AudioBuffer:
+    """float32 samples of one stream, from sample ``start`` (a stream position) to ``end``."""
+
+    def __init__(self, start: int = 0) -> None:
+        self._data = np.zeros(0, dtype=np.float32)
+        self._begin = 0  # index in _data of sample ``start``
+        self._length = 0
+        self.start = start
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def end(self) -> int:
+        return self.start + self._length
+
+    @property
+    def capacity(self) -> int:
+        return len(self._data)
+
+    def append(self, samples: np.ndarray) -> None:
+        count = len(samples)
+        if self._begin + self._length + count > len(self._data):
+            self._make_room(count)
+        tail = self._begin + self._length
+        self._data[tail : tail + count] = samples
+        self._length += count
+
+    def _make_room(self, count: int) -> None:
+        needed = self._length + count
+        if needed <= len(self._data) // 2:
+            # Plenty of space once what was dropped from the front is reclaimed: slide down in place.
+            self._data[: self._length] = self._data[self._begin : self._begin + self._length]
+        else:
+            grown = np.empty(max(INITIAL_CAPACITY, 2 * needed), dtype=np.float32)
+            grown[: self._length] = self._data[self._begin : self._begin + self._length]
+            self._data = grown
+        self._begin = 0
+
+    def read(self, start_sample: int, end_sample: int) -> np.ndarray:
+        """A copy of samples [start_sample, end_sample), clipped to what is held."""
+        begin = min(max(0, start_sample - self.start), self._length)
+        end = min(max(begin, end_sample - self.start), self._length)
+        return self._data[self._begin + begin : self._begin + end].copy()
+
+    def drop_before(self, sample: int) -> None:
+        """Forget samples before ``sample``. Shrinks the array once it is mostly empty, so one long utterance
+        does not pin its peak size for the rest of the call."""
+        drop = min(max(0, sample - self.start), self._length)
+        if not drop:
+            return
+        self._begin += drop
+        self._length -= drop
+        self.start += drop
+        if len(self._data) > INITIAL_CAPACITY and self._length < len(self._data) // 4:
+            smaller = np.empty(max(INITIAL_CAPACITY, 2 * self._length), dtype=np.float32)
+            smaller[: self._length] = self._data[self._begin : self._begin + self._length]
+            self._data, self._begin = smaller, 0
+
+    def restart(self, start: int) -> None:
+        """Drop everything; the next sample appended is ``start``."""
+        self._begin = self._length = 0
+        self.start = start
