@@ -127,6 +127,10 @@ ROWS: tuple[Row, ...] = (
         ), unit="ops"),
         Panel("Audio consumer lag", _lag("convoscope-transcribe"), unit="short",
               description="Audio records not yet read; growing lag means live captions fall behind."),
+        Panel("Audio held in memory", ((f"sum by (pod) (convoscope_transcribe_buffered_audio_seconds{{{NS}}})",
+                                        "{{pod}}"),), unit="s",
+              description="Utterances waiting for their final, and the context before them: 64 KiB per second. "
+                          "A worker that cannot keep up stops reading audio rather than growing this without bound."),
     )),
     Row("Insights (text processors)", (
         Panel("Transcripts handled",

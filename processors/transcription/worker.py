@@ -416,9 +416,20 @@ class TranscriptionWorker:
         except RedactionUnavailableError as exc:
             log.error("%s; transcripts of streams that ask for person redaction are withheld", exc)
 
+    def _caught_up(self, partition: int) -> bool:
+        """Whether this worker has read all the audio the broker had on the partition at the last fetch. Behind a
+        backlog a stream gets no frame for minutes while its audio waits in the log: that is not a vanished
+        source, and finalising it would cut an utterance in two."""
+        assert self._consumer is not None
+        highwater = self._consumer.highwater(TopicPartition(AUDIO_FRAMES.name, partition))
+        return highwater is not None and self._next_offset.get(partition, 0) >= highwater
+
     def _evict_idle(self, now: float) -> None:
         for stream_id, state in list(self._streams.items()):
             if state.ended or now - state.last_frame_at < STREAM_IDLE_TIMEOUT_S:
+                continue
+            partition = self._stream_partition.get(stream_id)
+            if partition is not None and not self._caught_up(partition):
                 continue
             if state.open is not None:
                 log.info("stream %s idle for %.0f s: finalising", stream_id, now - state.last_frame_at)

@@ -26,8 +26,10 @@ async def produce_stream(
     audio: np.ndarray,
     realtime_factor: float | None = None,
     started_at_ms: int | None = None,
+    end: bool = True,
 ) -> None:
-    """Publish ``audio`` as AUDIO frames of 100 ms and an END frame; paced if ``realtime_factor``."""
+    """Publish ``audio`` as AUDIO frames of 100 ms and an END frame (unless not ``end``: a source that vanished);
+    paced if ``realtime_factor``."""
     producer = create_producer(settings)
     await producer.start()
     started_at_ms = started_at_ms or int(time.time() * 1000)
@@ -59,7 +61,10 @@ async def produce_stream(
             }
             await producer.send(AUDIO_FRAMES.name, AUDIO_FRAMES.serde.serialize(value), key=conversation_id.encode())
             seq += 1
-        end = {
+        await producer.flush()
+        if not end:
+            return
+        end_frame = {
             **base,
             "kind": "END",
             "seq": seq,
@@ -67,7 +72,9 @@ async def produce_stream(
             "pcm": b"",
             "sent_at_ms": int(time.time() * 1000),
         }
-        await producer.send_and_wait(AUDIO_FRAMES.name, AUDIO_FRAMES.serde.serialize(end), key=conversation_id.encode())
+        await producer.send_and_wait(
+            AUDIO_FRAMES.name, AUDIO_FRAMES.serde.serialize(end_frame), key=conversation_id.encode()
+        )
     finally:
         await producer.stop()
 
