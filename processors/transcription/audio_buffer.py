@@ -44,14 +44,14 @@ class AudioBuffer:
 
     def _make_room(self, count: int) -> None:
         needed = self._length + count
-        if needed <= len(self._data) // 2:
-            # Plenty of space once what was dropped from the front is reclaimed: slide down in place.
-            self._data[: self._length] = self._data[self._begin : self._begin + self._length]
-        else:
-            grown = np.empty(max(INITIAL_CAPACITY, 2 * needed), dtype=np.float32)
-            grown[: self._length] = self._data[self._begin : self._begin + self._length]
-            self._data = grown
-        self._begin = 0
+        # Plenty of space once what was dropped from the front is reclaimed: slide down in place. Else grow.
+        self._move_to(len(self._data) if needed <= len(self._data) // 2 else max(INITIAL_CAPACITY, 2 * needed))
+
+    def _move_to(self, capacity: int) -> None:
+        """Put the held samples at the start of an array of ``capacity`` (the same one if its size matches)."""
+        data = self._data if capacity == len(self._data) else np.empty(capacity, dtype=np.float32)
+        data[: self._length] = self._data[self._begin : self._begin + self._length]
+        self._data, self._begin = data, 0
 
     def read(self, start_sample: int, end_sample: int) -> np.ndarray:
         """A copy of samples [start_sample, end_sample), clipped to what is held."""
@@ -69,9 +69,7 @@ class AudioBuffer:
         self._length -= drop
         self.start += drop
         if len(self._data) > INITIAL_CAPACITY and self._length < len(self._data) // 4:
-            smaller = np.empty(max(INITIAL_CAPACITY, 2 * self._length), dtype=np.float32)
-            smaller[: self._length] = self._data[self._begin : self._begin + self._length]
-            self._data, self._begin = smaller, 0
+            self._move_to(max(INITIAL_CAPACITY, 2 * self._length))
 
     def restart(self, start: int) -> None:
         """Drop everything; the next sample appended is ``start``."""

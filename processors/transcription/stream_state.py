@@ -87,7 +87,6 @@ class StreamState:
 
     def __post_init__(self) -> None:
         self._next_index = self.final_count
-        self.received_until = self.finalized_until_sample
         self._buffer = AudioBuffer(self.finalized_until_sample)
         self._frames: deque[FrameRef] = deque()
         self.utterances: deque[Utterance] = deque()  # closed, not yet acknowledged, in order
@@ -99,6 +98,11 @@ class StreamState:
         self.last_frame_at = 0.0
         self._started = False
         self._restart_detection(self.finalized_until_sample)
+
+    @property
+    def received_until(self) -> int:
+        """The stream position after the last sample received: the audio buffer's end."""
+        return self._buffer.end
 
     def _restart_detection(self, sample: int) -> None:
         self._vad = self.vad_factory(sample)
@@ -116,7 +120,6 @@ class StreamState:
             return  # a duplicate, or audio finalised before a takeover
         if not self._started and start_sample > self.received_until:
             # First frame seen (a takeover re-reads from the committed offset, not from sample 0).
-            self.received_until = start_sample
             self._buffer.restart(start_sample)
             self._restart_detection(start_sample)
         self._started = True
@@ -134,7 +137,6 @@ class StreamState:
                 )
                 # Undecoded utterances before the gap lose their audio; a gateway never leaves such gaps.
                 self._close_open_utterance(self.received_until, now)
-                self.received_until = start_sample
                 self._buffer.restart(start_sample)
                 self._restart_detection(start_sample)
         skip = self.received_until - start_sample
@@ -157,7 +159,6 @@ class StreamState:
 
     def _append_audio(self, samples: np.ndarray, now: float) -> None:
         self._buffer.append(samples)
-        self.received_until += len(samples)
         windows = self._vad.push(samples)
         for window_start, probability in windows:
             self._apply_events(self._endpointer.push(window_start, probability), now)
