@@ -6,8 +6,9 @@ grows holes that short-lived and long-lived objects share and never hands them b
 steady load (bench/live_load.py). A fixed threshold keeps big blocks in mmap, returned on free; two arenas
 stop each thread that ever called malloc from keeping a heap of its own. The transcription worker keeps glibc's
 defaults: its decoder allocates big tensors for every call, and mapping them afresh each time halves Whisper's
-speed (bench/decode_lanes.py). It calls ``release_free_memory`` every few seconds instead: the decode threads'
-heaps then hand their free pages back, which bounds the worker's RSS under overload at no measured cost in speed.
+speed (bench/decode_lanes.py). Its decode threads call ``release_free_memory`` after every decode instead (about
+1 ms): the tensors just freed go back to the kernel, which bounds the worker's RSS under overload at no measured
+cost in speed.
 
 The environment wins: ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` set by the operator is left alone.
 Another libc (musl, macOS) is left as it is.

@@ -67,6 +67,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         port=settings.port,
         ws="websockets-sansio",
         ws_max_size=1024 * 1024,
+        ws_per_message_deflate=settings.ws_compression,
         log_level="warning",
         log_config=None,  # uvicorn's records go through our root handler (text or JSON)
         timeout_graceful_shutdown=settings.stop_timeout_s,

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         default=None, description="PEM certificate chain: the gateway serves https and wss itself (with tls_keyfile)"
     )
     tls_keyfile: Path | None = Field(default=None, description="PEM private key of tls_certfile")
+    ws_compression: bool = Field(
+        default=False,
+        description="Offer permessage-deflate on WebSocket connections. Off: audio does not compress, and each "
+        "compressed connection keeps its own zlib state and inflates every frame",
+    )
     public_url: str | None = Field(default=None, description="Base URL clients use, e.g. https://convoscope.example.com")
     state_dir: Path = Path(".convoscope")
 

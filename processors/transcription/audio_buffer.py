@@ -2,12 +2,15 @@
 
 Appending copies only the new frame (the array grows by doubling), where concatenating the whole buffer for each
 frame copied up to the backlog's length 25 times a second per stream, and with big arrays in mmap it also
-mapped and faulted in fresh pages for every copy (bench/live_load.py).
+mapped and faulted in fresh pages for every copy (bench/live_load.py). Samples are kept as the int16 they arrive
+as, half the memory of float32 (an overloaded worker holds minutes of audio per stream), and converted when read.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from processors.transcription.vad import int16_to_float32
 
 __all__ = ["AudioBuffer"]
 
@@ -15,10 +18,10 @@ INITIAL_CAPACITY = 16_000 * 4  # 4 s at 16 kHz
 
 
 class AudioBuffer:
-    """float32 samples of one stream, from sample ``start`` (a stream position) to ``end``."""
+    """int16 samples of one stream, from sample ``start`` (a stream position) to ``end``, read as float32."""
 
     def __init__(self, start: int = 0) -> None:
-        self._data = np.zeros(0, dtype=np.float32)
+        self._data = np.zeros(0, dtype=np.int16)
         self._begin = 0  # index in _data of sample ``start``
         self._length = 0
         self.start = start
@@ -35,6 +38,7 @@ class AudioBuffer:
         return len(self._data)
 
     def append(self, samples: np.ndarray) -> None:
+        """``samples``: int16."""
         count = len(samples)
         if self._begin + self._length + count > len(self._data):
             self._make_room(count)
@@ -49,15 +53,15 @@ class AudioBuffer:
 
     def _move_to(self, capacity: int) -> None:
         """Put the held samples at the start of an array of ``capacity`` (the same one if its size matches)."""
-        data = self._data if capacity == len(self._data) else np.empty(capacity, dtype=np.float32)
+        data = self._data if capacity == len(self._data) else np.empty(capacity, dtype=np.int16)
         data[: self._length] = self._data[self._begin : self._begin + self._length]
         self._data, self._begin = data, 0
 
     def read(self, start_sample: int, end_sample: int) -> np.ndarray:
-        """A copy of samples [start_sample, end_sample), clipped to what is held."""
+        """Samples [start_sample, end_sample) as float32 in [-1, 1), clipped to what is held."""
         begin = min(max(0, start_sample - self.start), self._length)
         end = min(max(begin, end_sample - self.start), self._length)
-        return self._data[self._begin + begin : self._begin + end].copy()
+        return int16_to_float32(self._data[self._begin + begin : self._begin + end])
 
     def drop_before(self, sample: int) -> None:
         """Forget samples before ``sample``. Shrinks the array once it is mostly empty, so one long utterance

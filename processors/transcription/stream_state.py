@@ -130,7 +130,7 @@ class StreamState:
                     "stream %s: %d missing samples before %d, filled with silence", self.stream_id, gap, start_sample
                 )
                 self._frames.append(FrameRef(offset, self.received_until, start_sample))
-                self._append_audio(np.zeros(gap, dtype=np.float32), now)
+                self._append_audio(np.zeros(gap, dtype=np.int16), now)
             else:
                 log.warning(
                     "stream %s: %d missing samples before %d, restarting detection", self.stream_id, gap, start_sample
@@ -141,7 +141,7 @@ class StreamState:
                 self._restart_detection(start_sample)
         skip = self.received_until - start_sample
         self._frames.append(FrameRef(offset, start_sample, end_sample))
-        self._append_audio(int16_to_float32(pcm[skip:]), now)
+        self._append_audio(pcm[skip:], now)
 
     def end(self, offset: int, end_sample: int | None, now: float) -> None:
         """The END frame: close the open utterance at the last audio."""
@@ -157,9 +157,9 @@ class StreamState:
         """No audio for a long time (the source vanished without END): finalise what is open."""
         self._apply_events(self._endpointer.flush(self.received_until), now)
 
-    def _append_audio(self, samples: np.ndarray, now: float) -> None:
-        self._buffer.append(samples)
-        windows = self._vad.push(samples)
+    def _append_audio(self, pcm: np.ndarray, now: float) -> None:
+        self._buffer.append(pcm)
+        windows = self._vad.push(int16_to_float32(pcm))
         for window_start, probability in windows:
             self._apply_events(self._endpointer.push(window_start, probability), now)
 

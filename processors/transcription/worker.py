@@ -89,7 +89,6 @@ MAX_POLL_RECORDS = 500
 MAX_WAITING_FINALS = 64
 """Consumption pauses while more finals than this wait for the decoder (bounded memory)."""
 PROGRESS_LOAD_TIMEOUT_S = 60.0
-RELEASE_MEMORY_INTERVAL_S = 5.0
 YIELD_EVERY_RECORDS = 50
 
 
@@ -201,7 +200,6 @@ class TranscriptionWorker:
             workers = [
                 asyncio.create_task(self._consume_loop(), name="transcribe-consume"),
                 asyncio.create_task(self._decode_loop(), name="transcribe-decode"),
-                asyncio.create_task(self._release_memory_loop(), name="transcribe-release-memory"),
             ]
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([*workers, stopper, self._fatal], return_when=asyncio.FIRST_COMPLETED)
@@ -220,15 +218,6 @@ class TranscriptionWorker:
             await self._progress_reader.stop()
             await self._producer.stop()
             self._executor.shutdown(wait=True, cancel_futures=True)
-
-    @staticmethod
-    async def _release_memory_loop() -> None:
-        """The decode threads free hundreds of MiB of tensors a minute under load, and glibc keeps them in each
-        thread's heap; handing them back every few seconds bounds RSS (convoscope/allocator.py)."""
-        while True:
-            await asyncio.sleep(RELEASE_MEMORY_INTERVAL_S)
-            if not await asyncio.to_thread(release_free_memory):
-                return  # not glibc: nothing to do
 
     def _fail(self, exc: BaseException) -> None:
         log.error("transcription worker failing: %s", exc)
@@ -527,6 +516,10 @@ class TranscriptionWorker:
                 job.stream_id,
             )
             return Transcription("", (), 0.0) if job.kind == "final" else ""
+        finally:
+            # A decode frees tens of MiB of tensors that glibc would keep in this thread's heap; handing them
+            # back now (about 1 ms) keeps RSS near what the decodes in flight need (convoscope/allocator.py).
+            release_free_memory()
 
     # --- publishing -----------------------------------------------------------------------------
 
