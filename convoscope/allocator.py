@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import sys
+from typing import Any
 
 __all__ = ["ARENA_MAX", "MMAP_THRESHOLD_BYTES", "release_free_memory", "tune_allocator"]
 
@@ -43,15 +44,22 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
+@functools.cache
+def _malloc_trim() -> Any | None:
+    """glibc's malloc_trim, typed once: the transcription worker calls it after every decode."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+        trim.restype = ctypes.c_int
+    return trim
+
+
 def release_free_memory() -> bool:
     """Returns free pages of every malloc heap to the kernel (glibc's malloc_trim); False where there is no such
     call. Takes the heaps' locks for a few milliseconds: call it from a thread, not the event loop."""
-    libc = _libc()
-    trim = getattr(libc, "malloc_trim", None)
+    trim = _malloc_trim()
     if trim is None:
         return False
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
     trim(0)  # its result only says whether anything was free this time
     return True
 

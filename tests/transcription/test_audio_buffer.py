@@ -11,7 +11,9 @@ from processors.transcription.audio_buffer import INITIAL_CAPACITY, AudioBuffer
 
 
 def as_float(pcm: np.ndarray) -> np.ndarray:
+    """The expected reading, computed here rather than by the code under test."""
     return pcm.astype(np.float32) / 32768.0
+
 
 operations = st.lists(
     st.one_of(
