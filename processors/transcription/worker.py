@@ -88,6 +88,14 @@ POLL_TIMEOUT_MS = 20
 MAX_POLL_RECORDS = 500
 MAX_WAITING_FINALS = 64
 """Consumption pauses while more finals than this wait for the decoder (bounded memory)."""
+AUDIO_PARTITION_FETCH_BYTES = 256 * 1024
+AUDIO_FETCH_BYTES = 4 * AUDIO_PARTITION_FETCH_BYTES
+"""How far the consumer reads ahead: about 8 s of one stream per audio partition, and at most 1 MiB per fetch.
+Read-ahead waits in memory while consumption is paused (the decoder is behind), one fetch per partition. With the
+2 MiB per partition and 16 MiB per fetch that other consumers use, an overloaded worker held 37-49 MiB of it on 12
+partitions, still growing minutes into the load (tracemalloc). Both limits are set because the embedded broker
+sometimes honours only the per-fetch one. A larger record still arrives whole (the broker always returns a
+partition's first batch)."""
 PROGRESS_LOAD_TIMEOUT_S = 60.0
 YIELD_EVERY_RECORDS = 50
 
@@ -189,7 +197,9 @@ class TranscriptionWorker:
         self._fatal = asyncio.get_running_loop().create_future()
         self._producer = create_producer(self.settings)
         self._progress_reader = create_consumer(self.settings)
-        self._consumer = create_consumer(self.settings, group_id=GROUP_ID, max_poll_records=MAX_POLL_RECORDS)
+        self._consumer = create_consumer(self.settings, group_id=GROUP_ID, max_poll_records=MAX_POLL_RECORDS,
+                                         max_partition_fetch_bytes=AUDIO_PARTITION_FETCH_BYTES,
+                                         fetch_max_bytes=AUDIO_FETCH_BYTES)
         await self._producer.start()
         workers: list[asyncio.Task[None]] = []
         try:

@@ -27,9 +27,10 @@ async def produce_stream(
     realtime_factor: float | None = None,
     started_at_ms: int | None = None,
     end: bool = True,
+    frame_samples: int = FRAME_SAMPLES,
 ) -> None:
-    """Publish ``audio`` as AUDIO frames of 100 ms and an END frame (unless not ``end``: a source that vanished);
-    paced if ``realtime_factor``."""
+    """Publish ``audio`` as AUDIO frames (of 100 ms unless ``frame_samples`` says) and an END frame (unless not
+    ``end``: a source that vanished); paced if ``realtime_factor``."""
     producer = create_producer(settings)
     await producer.start()
     started_at_ms = started_at_ms or int(time.time() * 1000)
@@ -46,11 +47,11 @@ async def produce_stream(
     }
     try:
         seq = 0
-        for start in range(0, len(audio), FRAME_SAMPLES):
+        for start in range(0, len(audio), frame_samples):
             if realtime_factor:
-                due = begin + (start + FRAME_SAMPLES) / 16000 / realtime_factor
+                due = begin + (start + frame_samples) / 16000 / realtime_factor
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
-            pcm = audio[start : start + FRAME_SAMPLES].astype("<i2").tobytes()
+            pcm = audio[start : start + frame_samples].astype("<i2").tobytes()
             value = {
                 **base,
                 "kind": "AUDIO",

@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 from convoscope.ids import message_id
 from convoscope.kafka import create_consumer, ensure_topics
 from convoscope.settings import Settings
-from processors.transcription.worker import GROUP_ID, run_transcription_worker
+from processors.transcription.worker import AUDIO_PARTITION_FETCH_BYTES, GROUP_ID, run_transcription_worker
 from schemas.topics import ALL_TOPICS, AUDIO_FRAMES
 
 from .kafka_helpers import Collected, collect, produce_stream
@@ -87,6 +87,31 @@ async def test_worker_publishes_ordered_finals_and_stream_transcribed(broker, ti
     # Everything is final, so every partition is committed up to its end.
     for committed, highwater in await committed_and_highwater(settings):
         assert committed in (None, highwater) if highwater == 0 else committed == highwater
+
+
+async def test_frames_larger_than_the_read_ahead_are_transcribed(broker, tiny_recognizer):
+    """The worker reads ahead only so far per partition; a frame bigger than that (a gateway configured for
+    large frames) still arrives and is transcribed, rather than stalling its partition."""
+    settings = Settings(kafka_bootstrap=broker.bootstrap)
+    await ensure_topics(settings, ALL_TOPICS)
+    audio, truth = build_meeting()
+    frame_samples = AUDIO_PARTITION_FETCH_BYTES // 2 + 16000  # a second of int16 audio over the read-ahead
+    assert len(audio) > 2 * frame_samples
+    conversation, stream = "1700000000000000005", uuid.uuid4().hex
+    await produce_stream(settings, conversation, stream, audio, frame_samples=frame_samples)
+
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_transcription_worker(settings, stop, tiny_recognizer))
+    out = Collected()
+    try:
+        await collect(settings, out, lambda c: c.transcribed(stream), timeout_s=120)
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+
+    finals = out.finals_of(stream)
+    assert out.transcribed(stream)[0]["final_count"] == len(finals) == len(truth)
+    assert wer([t.text for t in truth], [f["text"] for f in finals]) <= 0.15, [f["text"] for f in finals]
 
 
 def read_log(path: Path) -> str:
