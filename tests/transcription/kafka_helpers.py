@@ -12,9 +12,11 @@ from aiokafka import TopicPartition
 
 from convoscope.kafka import create_consumer, create_producer
 from convoscope.settings import Settings
+from processors.transcription.asr import Recognizer
+from processors.transcription.worker import run_transcription_worker
 from schemas.topics import AUDIO_FRAMES, CONVERSATION_EVENTS, TRANSCRIPTS_FINAL, TRANSCRIPTS_INTERIM
 
-__all__ = ["FRAME_SAMPLES", "Collected", "collect", "produce_stream"]
+__all__ = ["FRAME_SAMPLES", "Collected", "collect", "collect_while_transcribing", "produce_stream"]
 
 FRAME_SAMPLES = 1600  # 100 ms
 
@@ -124,3 +126,19 @@ async def collect(settings: Settings, into: Collected, done: Any, timeout_s: flo
                         into.events.append(CONVERSATION_EVENTS.serde.deserialize(record.value))
     finally:
         await consumer.stop()
+
+
+async def collect_while_transcribing(settings: Settings, done: Any, timeout_s: float,
+                                     recognizer: Recognizer | None = None, settle_s: float = 0.0) -> Collected:
+    """Run a transcription worker in this process until ``done(collected)`` is true (then ``settle_s`` longer,
+    e.g. for a periodic offset commit), stop it, and return what was collected."""
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_transcription_worker(settings, stop, recognizer))
+    out = Collected()
+    try:
+        await collect(settings, out, done, timeout_s=timeout_s)
+        await asyncio.sleep(settle_s)
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+    return out

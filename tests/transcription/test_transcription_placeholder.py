@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import numpy as np
@@ -11,10 +10,9 @@ import pytest
 from convoscope.kafka import ensure_topics
 from convoscope.settings import Settings
 from processors.transcription.asr import PLACEHOLDER_TEXT, PlaceholderRecognizer
-from processors.transcription.worker import run_transcription_worker
 from schemas.topics import ALL_TOPICS
 
-from .kafka_helpers import Collected, collect, produce_stream
+from .kafka_helpers import collect_while_transcribing, produce_stream
 from .speech import build_meeting
 
 END_TOLERANCE_S = 0.35
@@ -43,14 +41,7 @@ async def test_worker_without_asr_still_endpoints_every_utterance(broker) -> Non
     conversation, stream = "1700000000000000091", uuid.uuid4().hex
     await produce_stream(settings, conversation, stream, audio)
 
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_transcription_worker(settings, stop))
-    out = Collected()
-    try:
-        await collect(settings, out, lambda c: c.transcribed(stream), timeout_s=60)
-    finally:
-        stop.set()
-        await asyncio.wait_for(worker, 30)
+    out = await collect_while_transcribing(settings, lambda c: c.transcribed(stream), timeout_s=60)
 
     finals = out.finals_of(stream)
     assert [f["text"] for f in finals] == [PLACEHOLDER_TEXT] * len(truth)

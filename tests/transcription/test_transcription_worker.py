@@ -17,10 +17,10 @@ from aiokafka import TopicPartition
 from convoscope.ids import message_id
 from convoscope.kafka import create_consumer, ensure_topics
 from convoscope.settings import Settings
-from processors.transcription.worker import AUDIO_PARTITION_FETCH_BYTES, GROUP_ID, run_transcription_worker
+from processors.transcription.worker import AUDIO_PARTITION_FETCH_BYTES, GROUP_ID
 from schemas.topics import ALL_TOPICS, AUDIO_FRAMES
 
-from .kafka_helpers import Collected, collect, produce_stream
+from .kafka_helpers import Collected, collect, collect_while_transcribing, produce_stream
 from .speech import MEETING_SCRIPT, build_meeting, wer
 
 pytestmark = pytest.mark.e2e
@@ -58,15 +58,9 @@ async def test_worker_publishes_ordered_finals_and_stream_transcribed(broker, ti
     conversation, stream = "1700000000000000001", uuid.uuid4().hex
     await produce_stream(settings, conversation, stream, audio)
 
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_transcription_worker(settings, stop, tiny_recognizer))
-    out = Collected()
-    try:
-        await collect(settings, out, lambda c: c.transcribed(stream), timeout_s=120)
-        await asyncio.sleep(1.5)  # one periodic commit after the last acknowledgement
-    finally:
-        stop.set()
-        await asyncio.wait_for(worker, 30)
+    out = await collect_while_transcribing(settings, lambda c: c.transcribed(stream), timeout_s=120,
+                                           recognizer=tiny_recognizer,
+                                           settle_s=1.5)  # one periodic commit after the last acknowledgement
 
     finals = out.finals_of(stream)
     assert [f["utterance_index"] for f in finals] == list(range(len(truth)))
@@ -100,14 +94,8 @@ async def test_frames_larger_than_the_read_ahead_are_transcribed(broker, tiny_re
     conversation, stream = "1700000000000000005", uuid.uuid4().hex
     await produce_stream(settings, conversation, stream, audio, frame_samples=frame_samples)
 
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_transcription_worker(settings, stop, tiny_recognizer))
-    out = Collected()
-    try:
-        await collect(settings, out, lambda c: c.transcribed(stream), timeout_s=120)
-    finally:
-        stop.set()
-        await asyncio.wait_for(worker, 30)
+    out = await collect_while_transcribing(settings, lambda c: c.transcribed(stream), timeout_s=120,
+                                           recognizer=tiny_recognizer)
 
     finals = out.finals_of(stream)
     assert out.transcribed(stream)[0]["final_count"] == len(finals) == len(truth)

@@ -3,7 +3,6 @@ audio there is, not while that audio still waits in the log."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -11,10 +10,9 @@ import pytest
 from convoscope.kafka import ensure_topics
 from convoscope.settings import Settings
 from processors.transcription import worker as worker_module
-from processors.transcription.worker import run_transcription_worker
 from schemas.topics import ALL_TOPICS
 
-from .kafka_helpers import Collected, collect, produce_stream
+from .kafka_helpers import collect_while_transcribing, produce_stream
 from .speech import build_meeting
 
 pytestmark = pytest.mark.e2e
@@ -32,14 +30,7 @@ async def test_the_cut_utterance_is_finalised_after_the_idle_timeout(broker, mon
     conversation, stream = "1700000000000000093", uuid.uuid4().hex
     await produce_stream(settings, conversation, stream, audio[:cut], end=False)
 
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_transcription_worker(settings, stop))
-    out = Collected()
-    try:
-        await collect(settings, out, lambda c: len(c.finals_of(stream)) >= 2, timeout_s=60)
-    finally:
-        stop.set()
-        await asyncio.wait_for(worker, 30)
+    out = await collect_while_transcribing(settings, lambda c: len(c.finals_of(stream)) >= 2, timeout_s=60)
 
     first, cut_final = out.finals_of(stream)[:2]
     assert abs(first["end_sample"] - truth[0].end_sample) / 16000 <= 0.35
